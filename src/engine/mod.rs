@@ -1,0 +1,961 @@
+//! The engine: decode → flow table → inspectors → policy → verdict, for one worker.
+//!
+//! Every mode (replay, live capture, NFQUEUE inline) feeds packets to [`Engine::process`] and
+//! acts on the returned [`Verdict`]. A worker owns its engine: flow table, inspection pool and
+//! counters are not shared, so the per-packet path takes no lock and allocates nothing. What is
+//! shared is read-mostly: the configuration (swapped atomically on reload, checked once per
+//! batch) and the table of addresses learned from DNS.
+
+pub mod learned;
+
+use crate::catalog::{Catalog, Confidence, ToolId};
+use crate::decode::{self, frag, tcp_flags, DecodeError, L3Kind, Packet};
+use crate::flow::{flags, Flow, FlowKey, FlowState, FlowTable, Timeouts, NO_SLOT, NO_TOOL};
+use crate::inspect::{self, AppProto, Ctx, Detection, InspectPool, Method, Outcome, SmallStr};
+use crate::policy::{Action, Direction, Policy};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// The catalogue and policy in force.
+pub struct Config {
+    /// Catalogue.
+    pub catalog: Arc<Catalog>,
+    /// Policy.
+    pub policy: Arc<Policy>,
+}
+
+/// Holds the current [`Config`]; `reload` swaps it atomically for all workers.
+pub struct ConfigHandle {
+    current: RwLock<Arc<Config>>,
+    generation: AtomicU64,
+}
+
+impl ConfigHandle {
+    /// A handle holding `cfg`.
+    pub fn new(cfg: Config) -> Arc<Self> {
+        Arc::new(ConfigHandle {
+            current: RwLock::new(Arc::new(cfg)),
+            generation: AtomicU64::new(0),
+        })
+    }
+    /// The current configuration.
+    pub fn get(&self) -> Arc<Config> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+    /// Replaces the configuration.
+    pub fn set(&self, cfg: Config) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cfg);
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+    /// Changes on every `set`.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+}
+
+/// Engine limits.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Flows tracked per worker.
+    pub max_flows: usize,
+    /// Packets of a flow (both directions) inspected before it is decided on what was seen.
+    pub inspect_packets: u8,
+    /// Bytes reassembled per TCP direction.
+    pub stream_cap: usize,
+    /// Flows inspected at once per worker.
+    pub max_inspecting: usize,
+    /// QUIC handshakes decrypted at once per worker.
+    pub max_quic: usize,
+    /// Idle timeouts.
+    pub timeouts: Timeouts,
+    /// IP fragment reassembly limits.
+    pub frag: frag::FragLimits,
+    /// Keep a record of each ended flow (for the audit report).
+    pub record_flows: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_flows: 1 << 20,
+            inspect_packets: 24,
+            stream_cap: 4096,
+            max_inspecting: 16384,
+            max_quic: 1024,
+            timeouts: Timeouts::default(),
+            frag: frag::FragLimits::default(),
+            record_flows: false,
+        }
+    }
+}
+
+/// What to do with a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward it; the flow is still being inspected (an inline gateway keeps queueing it).
+    Pass,
+    /// Forward it; the flow is decided and passes (the kernel may bypass it from now on).
+    PassDecided,
+    /// Drop it: the flow is blocked.
+    Block,
+}
+
+/// A flow decision worth reporting: one per flow with a catalogued tool.
+#[derive(Clone, Copy, Debug)]
+pub struct Event {
+    /// Time of the deciding packet.
+    pub ts_ns: u64,
+    /// Flow id.
+    pub flow_id: u64,
+    /// Client address and port.
+    pub client: ([u8; 16], u16),
+    /// Server address and port.
+    pub server: ([u8; 16], u16),
+    /// IP protocol.
+    pub proto: u8,
+    /// Direction.
+    pub direction: Direction,
+    /// Application protocol.
+    pub app: AppProto,
+    /// Block, alert or allow.
+    pub action: Action,
+    /// The tool.
+    pub tool: ToolId,
+    /// Method.
+    pub method: Method,
+    /// Confidence of the indicator.
+    pub confidence: Confidence,
+    /// Indicator index within the tool.
+    pub indicator: u16,
+    /// The allow rule (index in the policy), None = default.
+    pub rule: Option<u16>,
+    /// What was seen.
+    pub evidence: SmallStr<128>,
+    /// Host name seen (SNI, Host, DNS question).
+    pub host: SmallStr<128>,
+    /// JA4 of the ClientHello, if any.
+    pub ja4: SmallStr<40>,
+}
+
+/// The record of an ended flow (for audit reports).
+#[derive(Clone, Copy, Debug)]
+pub struct FlowRecord {
+    /// The flow.
+    pub flow: Flow,
+    /// Client address and port.
+    pub client: ([u8; 16], u16),
+    /// Server address and port.
+    pub server: ([u8; 16], u16),
+}
+
+/// Per-tool counters (index = tool id; the last entry is "no tool").
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ToolStats {
+    /// Flows.
+    pub flows: u64,
+    /// Packets.
+    pub packets: u64,
+    /// Bytes.
+    pub bytes: u64,
+    /// Flows blocked.
+    pub blocked: u64,
+    /// Flows allowed (alert or allow).
+    pub allowed: u64,
+    /// Packets dropped.
+    pub dropped_packets: u64,
+}
+
+/// Engine counters, kept per worker and added up for reports and metrics.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Packets in.
+    pub packets: u64,
+    /// Bytes in (captured length).
+    pub bytes: u64,
+    /// Packets forwarded.
+    pub passed: u64,
+    /// Bytes forwarded.
+    pub passed_bytes: u64,
+    /// Packets dropped.
+    pub dropped: u64,
+    /// Bytes dropped.
+    pub dropped_bytes: u64,
+    /// Undecodable packets by kind.
+    pub malformed: [u64; DecodeError::COUNT],
+    /// Packets that are not IP.
+    pub not_ip: u64,
+    /// IP packets that are neither TCP nor UDP.
+    pub other_ip: u64,
+    /// Flows created, expired, evicted.
+    pub flows_created: u64,
+    /// Flows ended.
+    pub flows_ended: u64,
+    /// Flows evicted for room.
+    pub flows_evicted: u64,
+    /// Flows whose inspection was cut short because the inspection pool was full.
+    pub inspect_evicted: u64,
+    /// Fragments seen / datagrams reassembled / dropped.
+    pub frag: frag::FragStats,
+    /// Decisions per (method, direction, action) for tools: index via [`Stats::decision_index`].
+    pub decisions: Vec<u64>,
+    /// Per-tool counters.
+    pub tools: Vec<ToolStats>,
+    /// Packets that reached the inspectors.
+    pub inspected_packets: u64,
+    /// Inspection time histogram buckets (ns upper bounds in [`LATENCY_BUCKETS_NS`]), plus sum.
+    pub latency: [u64; LATENCY_BUCKETS_NS.len() + 1],
+    /// Sum of inspection time (ns).
+    pub latency_sum_ns: u64,
+}
+
+/// Upper bounds (ns) of the inspection-latency histogram buckets.
+pub const LATENCY_BUCKETS_NS: [u64; 10] = [
+    250, 500, 1_000, 2_000, 5_000, 10_000, 25_000, 50_000, 100_000, 1_000_000,
+];
+
+impl Stats {
+    /// Index into `decisions`.
+    pub fn decision_index(method: Method, dir: Direction, action: Action) -> usize {
+        let d = Direction::ALL.iter().position(|x| *x == dir).unwrap_or(0);
+        let a = match action {
+            Action::Block => 0,
+            Action::Alert => 1,
+            Action::Allow => 2,
+        };
+        ((method as usize) * 4 + d) * 3 + a
+    }
+
+    /// Adds another worker's counters.
+    pub fn add(&mut self, o: &Stats) {
+        self.packets += o.packets;
+        self.bytes += o.bytes;
+        self.passed += o.passed;
+        self.passed_bytes += o.passed_bytes;
+        self.dropped += o.dropped;
+        self.dropped_bytes += o.dropped_bytes;
+        for (a, b) in self.malformed.iter_mut().zip(o.malformed) {
+            *a += b;
+        }
+        self.not_ip += o.not_ip;
+        self.other_ip += o.other_ip;
+        self.flows_created += o.flows_created;
+        self.flows_ended += o.flows_ended;
+        self.flows_evicted += o.flows_evicted;
+        self.inspect_evicted += o.inspect_evicted;
+        self.frag.fragments += o.frag.fragments;
+        self.frag.reassembled += o.frag.reassembled;
+        self.frag.dropped += o.frag.dropped;
+        if self.decisions.len() < o.decisions.len() {
+            self.decisions.resize(o.decisions.len(), 0);
+        }
+        for (a, b) in self.decisions.iter_mut().zip(&o.decisions) {
+            *a += b;
+        }
+        if self.tools.len() < o.tools.len() {
+            self.tools.resize(o.tools.len(), ToolStats::default());
+        }
+        for (a, b) in self.tools.iter_mut().zip(&o.tools) {
+            a.flows += b.flows;
+            a.packets += b.packets;
+            a.bytes += b.bytes;
+            a.blocked += b.blocked;
+            a.allowed += b.allowed;
+            a.dropped_packets += b.dropped_packets;
+        }
+        self.inspected_packets += o.inspected_packets;
+        for (a, b) in self.latency.iter_mut().zip(o.latency) {
+            *a += b;
+        }
+        self.latency_sum_ns += o.latency_sum_ns;
+    }
+
+    /// Malformed packets, all kinds.
+    pub fn malformed_total(&self) -> u64 {
+        self.malformed.iter().sum()
+    }
+}
+
+/// One worker's engine.
+pub struct Engine {
+    handle: Arc<ConfigHandle>,
+    cfg: Arc<Config>,
+    generation: u64,
+    learned: Arc<learned::Learned>,
+    table: FlowTable,
+    pool: InspectPool,
+    frag: frag::Reassembler,
+    frag_buf: Vec<u8>,
+    pkt: Packet,
+    opts: Options,
+    next_id: u64,
+    since_check: u32,
+    time_inspection: bool,
+    /// Counters.
+    pub stats: Stats,
+    /// Decisions to report (drained by the caller).
+    pub events: Vec<Event>,
+    /// Ended flows (when `record_flows` is on; drained by the caller).
+    pub records: Vec<FlowRecord>,
+}
+
+const TOOL_NONE_INDEX: usize = u16::MAX as usize;
+
+impl Engine {
+    /// An engine for worker `worker`.
+    pub fn new(
+        handle: Arc<ConfigHandle>,
+        learned: Arc<learned::Learned>,
+        opts: Options,
+        worker: u16,
+    ) -> Self {
+        let cfg = handle.get();
+        let ntools = cfg.catalog.tools.len();
+        let generation = handle.generation();
+        Engine {
+            handle,
+            cfg,
+            generation,
+            learned,
+            table: FlowTable::new(opts.max_flows, opts.timeouts),
+            pool: InspectPool::new(opts.max_inspecting, opts.stream_cap, opts.max_quic),
+            frag: frag::Reassembler::new(opts.frag),
+            frag_buf: Vec::with_capacity(2048),
+            pkt: Packet::default(),
+            opts,
+            next_id: ((worker as u64) << 48) | 1,
+            since_check: 0,
+            time_inspection: true,
+            stats: Stats {
+                decisions: vec![0; Method::ALL.len() * 4 * 3],
+                tools: vec![ToolStats::default(); ntools + 1],
+                ..Stats::default()
+            },
+            events: Vec::with_capacity(64),
+            records: Vec::new(),
+        }
+    }
+
+    /// Turns the inspection-latency histogram on or off (it reads the clock twice per inspected
+    /// packet).
+    pub fn set_time_inspection(&mut self, on: bool) {
+        self.time_inspection = on;
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.cfg
+    }
+
+    /// Flows tracked now.
+    pub fn active_flows(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Flows being inspected now.
+    pub fn inspecting(&self) -> usize {
+        self.pool.in_use()
+    }
+
+    /// Memory held by the flow table and inspection state (bytes).
+    pub fn memory_bytes(&self) -> usize {
+        self.table.memory_bytes() + self.pool.memory_bytes() + self.frag.bytes_held()
+    }
+
+    /// Bytes held by fragment reassembly.
+    pub fn frag_bytes(&self) -> usize {
+        self.frag.bytes_held()
+    }
+
+    fn tool_index(tool: u16) -> usize {
+        if tool == NO_TOOL {
+            TOOL_NONE_INDEX
+        } else {
+            tool as usize
+        }
+    }
+
+    /// Picks up a new configuration if one was published.
+    #[inline]
+    fn check_reload(&mut self) {
+        let g = self.handle.generation();
+        if g != self.generation {
+            self.generation = g;
+            self.cfg = self.handle.get();
+            let n = self.cfg.catalog.tools.len() + 1;
+            if self.stats.tools.len() < n {
+                self.stats.tools.resize(n, ToolStats::default());
+            }
+        }
+    }
+
+    /// Processes one captured frame.
+    #[inline]
+    pub fn process(&mut self, ts_ns: u64, link: u16, frame: &[u8]) -> Verdict {
+        self.since_check += 1;
+        if self.since_check >= 1024 {
+            self.since_check = 0;
+            self.check_reload();
+            self.frag.expire(ts_ns);
+        }
+        self.stats.packets += 1;
+        self.stats.bytes += frame.len() as u64;
+        let mut p = self.pkt;
+        let v = match decode::decode(link, frame, &mut p) {
+            Err(e) => {
+                self.stats.malformed[e as usize] += 1;
+                if self.cfg.policy.drop_malformed {
+                    Verdict::Block
+                } else {
+                    Verdict::Pass
+                }
+            }
+            Ok(()) => match p.kind {
+                L3Kind::NotIp => {
+                    self.stats.not_ip += 1;
+                    Verdict::Pass
+                }
+                L3Kind::OtherIp => {
+                    self.stats.other_ip += 1;
+                    Verdict::Pass
+                }
+                L3Kind::Transport => self.transport(ts_ns, &p, frame, frame.len() as u32),
+                L3Kind::Fragment => self.fragment(ts_ns, &mut p, frame),
+            },
+        };
+        self.pkt = p;
+        match v {
+            Verdict::Block => {
+                self.stats.dropped += 1;
+                self.stats.dropped_bytes += frame.len() as u64;
+            }
+            _ => {
+                self.stats.passed += 1;
+                self.stats.passed_bytes += frame.len() as u64;
+            }
+        }
+        v
+    }
+
+    fn fragment(&mut self, ts_ns: u64, p: &mut Packet, frame: &[u8]) -> Verdict {
+        let data = p.payload(frame);
+        let complete = match self.frag.add(
+            ts_ns,
+            &p.src,
+            &p.dst,
+            p.proto,
+            p.ip_version == 6,
+            p.frag.id,
+            p.frag.offset,
+            p.frag.more,
+            data,
+        ) {
+            Some(dgram) => {
+                self.frag_buf.clear();
+                self.frag_buf.extend_from_slice(dgram);
+                true
+            }
+            None => false,
+        };
+        self.stats.frag = self.frag.stats;
+        if !complete {
+            return Verdict::Pass;
+        }
+        let buf = std::mem::take(&mut self.frag_buf);
+        let v = match decode::transport(&buf, 0, buf.len(), p) {
+            Ok(()) if p.kind == L3Kind::Transport => {
+                self.transport(ts_ns, p, &buf, frame.len() as u32)
+            }
+            Ok(()) => {
+                self.stats.other_ip += 1;
+                Verdict::Pass
+            }
+            Err(e) => {
+                self.stats.malformed[e as usize] += 1;
+                Verdict::Pass
+            }
+        };
+        self.frag_buf = buf;
+        v
+    }
+
+    #[inline]
+    fn transport(&mut self, ts_ns: u64, p: &Packet, frame: &[u8], wire_len: u32) -> Verdict {
+        let (key, from_a) = FlowKey::new(&p.src, p.sport, &p.dst, p.dport, p.proto);
+        let mut idx = match self.table.get(&key) {
+            Some(i) => i,
+            None => self.new_flow(ts_ns, key, from_a, p),
+        };
+        {
+            let f = self.table.flow(idx);
+            // A new connection reusing the 5-tuple of one that ended.
+            if (f.flags & flags::CLOSED != 0
+                && p.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN)
+                || self.table.is_expired(idx, ts_ns)
+            {
+                self.end_flow(idx, ts_ns);
+                idx = self.new_flow(ts_ns, key, from_a, p);
+            }
+        }
+        let f = self.table.flow_mut(idx);
+        let dir = if from_a == f.client_is_a() { 0 } else { 1 };
+        f.last_ns = ts_ns;
+        f.pkts[dir] = f.pkts[dir].saturating_add(1);
+        f.bytes[dir] += wire_len as u64;
+        if p.proto == decode::IPPROTO_TCP {
+            let fl = p.tcp_flags;
+            if fl & tcp_flags::RST != 0 {
+                f.flags |= flags::RST | flags::CLOSED;
+            }
+            if fl & tcp_flags::FIN != 0 {
+                f.flags |= if from_a { flags::FIN_A } else { flags::FIN_B };
+                if f.flags & (flags::FIN_A | flags::FIN_B) == flags::FIN_A | flags::FIN_B {
+                    f.flags |= flags::CLOSED;
+                }
+            }
+        }
+        let state = f.state;
+        let learning = f.flags & flags::DNS_LEARN != 0;
+        let v = match state {
+            FlowState::Clean | FlowState::Passed if !learning => Verdict::PassDecided,
+            FlowState::Blocked => {
+                f.dropped += 1;
+                Verdict::Block
+            }
+            _ => self.inspect(ts_ns, idx, dir, p, frame),
+        };
+        if let Some(exp) = self.table.sweep_step(ts_ns, 2) {
+            if exp != idx {
+                self.end_flow(exp, ts_ns);
+            }
+        }
+        v
+    }
+
+    fn new_flow(&mut self, ts_ns: u64, key: FlowKey, from_a: bool, p: &Packet) -> u32 {
+        if self.table.is_full() {
+            if let Some(v) = self.table.eviction_victim() {
+                self.stats.flows_evicted += 1;
+                self.table.stats.evicted += 1;
+                self.end_flow(v, ts_ns);
+            }
+        }
+        // Who is the client? The sender of a SYN; the receiver of a SYN-ACK; otherwise the sender,
+        // unless it sends from a well-known port to an ephemeral one (we joined mid-flow).
+        let syn = p.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK);
+        let (sender_is_client, guessed) = if p.proto == decode::IPPROTO_TCP && syn == tcp_flags::SYN
+        {
+            (true, false)
+        } else if p.proto == decode::IPPROTO_TCP && syn == tcp_flags::SYN | tcp_flags::ACK {
+            (false, false)
+        } else {
+            (!(p.sport < 1024 && p.dport >= 1024), true)
+        };
+        let mut client_is_a = sender_is_client == from_a;
+        let proto = if p.proto == decode::IPPROTO_TCP {
+            crate::catalog::Proto::Tcp
+        } else {
+            crate::catalog::Proto::Udp
+        };
+        let m = &self.cfg.catalog.matcher;
+        let (sp, cp) = if client_is_a {
+            (key.b_port, key.a_port)
+        } else {
+            (key.a_port, key.b_port)
+        };
+        let mut cand = m.port(proto, sp).map(|h| (h, Method::Port));
+        if cand.is_none() && guessed {
+            // Joined mid-flow: the catalogued port may be on the side we took for the client.
+            if let Some(h) = m.port(proto, cp) {
+                cand = Some((h, Method::Port));
+                client_is_a = !client_is_a;
+            }
+        }
+        let (server, client) = if client_is_a {
+            (&key.b, &key.a)
+        } else {
+            (&key.a, &key.b)
+        };
+        if m.has_ips() {
+            for a in [server, client] {
+                if let Some(h) = m.ip(&decode::to_ip(a)) {
+                    if cand.is_none_or(|(c, _)| h.confidence > c.confidence) {
+                        cand = Some((h, Method::Ip));
+                    }
+                    break;
+                }
+            }
+        }
+        for a in [server, client] {
+            if let Some(e) = self.learned.get(a, ts_ns) {
+                cand = Some((
+                    crate::catalog::matcher::Hit {
+                        tool: e.tool,
+                        indicator: e.indicator,
+                        confidence: Confidence::High,
+                    },
+                    Method::DnsLearnedIp,
+                ));
+                break;
+            }
+        }
+        let mut fl = if client_is_a { flags::CLIENT_IS_A } else { 0 };
+        if guessed {
+            fl |= flags::GUESSED;
+        }
+        let flow = Flow {
+            key,
+            flags: fl,
+            first_ns: ts_ns,
+            last_ns: ts_ns,
+            id: self.next_id,
+            slot: NO_SLOT,
+            tool: NO_TOOL,
+            candidate_tool: cand.map_or(NO_TOOL, |(h, _)| h.tool),
+            candidate_method: cand.map_or(0, |(_, m)| m as u8),
+            candidate_conf: cand.map_or(0, |(h, _)| h.confidence as u8 + 1),
+            rule: cand.map_or(0, |(h, _)| h.indicator),
+            ..Flow::default()
+        };
+        self.next_id += 1;
+        self.stats.flows_created += 1;
+        let idx = self.table.insert(flow);
+        // A distinctive port decides the flow at its first packet (an inline gateway then refuses
+        // the SYN itself). Weaker candidates wait for the payload.
+        if let Some((h, Method::Port | Method::Ip)) = cand {
+            if h.confidence == Confidence::High {
+                let method = if self.table.flow(idx).candidate_method == Method::Ip as u8 {
+                    Method::Ip
+                } else {
+                    Method::Port
+                };
+                let mut ev = SmallStr::<128>::default();
+                let desc = format_port(proto, sp, method, server);
+                ev.set(desc.as_bytes());
+                self.decide(
+                    ts_ns,
+                    idx,
+                    Some(Detection {
+                        hit: h,
+                        method,
+                        evidence: ev,
+                    }),
+                    None,
+                );
+            }
+        }
+        idx
+    }
+
+    fn inspect(&mut self, ts_ns: u64, idx: u32, dir: usize, p: &Packet, frame: &[u8]) -> Verdict {
+        self.stats.inspected_packets += 1;
+        let t0 = if self.time_inspection {
+            Some(std::time::Instant::now())
+        } else {
+            None
+        };
+        let payload = p.payload(frame);
+        let tcp = p.proto == decode::IPPROTO_TCP;
+        let (client_port, server_port) = {
+            let f = self.table.flow(idx);
+            if f.client_is_a() {
+                (f.key.a_port, f.key.b_port)
+            } else {
+                (f.key.b_port, f.key.a_port)
+            }
+        };
+        let f = self.table.flow_mut(idx);
+        f.inspected = f.inspected.saturating_add(1);
+        let inspected = f.inspected;
+        let mut slot = f.slot;
+        let needs_slot = !payload.is_empty() || (tcp && p.tcp_flags & tcp_flags::SYN != 0);
+        if slot == NO_SLOT && needs_slot {
+            slot = match self.pool.acquire(idx, ts_ns) {
+                Some(s) => s,
+                None => {
+                    // Pool exhausted: finish the oldest inspection on what it has seen.
+                    if let Some((old_slot, old_flow)) = self.pool.oldest() {
+                        self.stats.inspect_evicted += 1;
+                        self.finalize(ts_ns, old_flow);
+                        self.pool.release(old_slot);
+                        self.table.flow_mut(old_flow).slot = NO_SLOT;
+                    }
+                    match self.pool.acquire(idx, ts_ns) {
+                        Some(s) => s,
+                        None => NO_SLOT,
+                    }
+                }
+            };
+            self.table.flow_mut(idx).slot = slot;
+        }
+        let mut outcome = Outcome::Continue;
+        if slot != NO_SLOT {
+            let cfg = self.cfg.clone();
+            let ctx = Ctx {
+                m: &cfg.catalog.matcher,
+                tcp,
+                dir,
+                client_port,
+                server_port,
+            };
+            let learned = &self.learned;
+            let max_ttl = cfg.policy.learned_ip_max_ttl;
+            let mut learn = |(addr, ttl, hit): inspect::Learn| {
+                learned.learn(addr, hit.tool, hit.indicator, ttl, max_ttl, ts_ns);
+            };
+            if tcp {
+                let (st, hs) = self.pool.get(slot);
+                if p.tcp_flags & tcp_flags::SYN != 0 {
+                    st.streams[dir].set_start(p.seq.wrapping_add(1));
+                }
+                if st.streams[dir].add(p.seq, payload) {
+                    outcome = inspect::inspect_tcp(&ctx, st, hs, &mut learn);
+                }
+            } else {
+                outcome = inspect::inspect_udp(&ctx, &mut self.pool, slot, payload, &mut learn);
+            }
+        }
+        if let Some(t0) = t0 {
+            let ns = t0.elapsed().as_nanos() as u64;
+            let b = LATENCY_BUCKETS_NS
+                .iter()
+                .position(|&u| ns <= u)
+                .unwrap_or(LATENCY_BUCKETS_NS.len());
+            self.stats.latency[b] += 1;
+            self.stats.latency_sum_ns += ns;
+        }
+        let f = *self.table.flow(idx);
+        let facts = if slot != NO_SLOT {
+            Some(self.pool.get(slot).0.facts)
+        } else {
+            None
+        };
+        match outcome {
+            Outcome::Detected(d) => {
+                if f.state == FlowState::Undecided {
+                    self.decide(ts_ns, idx, Some(d), facts.as_ref());
+                }
+            }
+            Outcome::Continue => {
+                if f.state == FlowState::Undecided {
+                    let both_done = facts.is_some_and(|fa| {
+                        tcp && inspect::tcp_dir_done(&fa, 0) && inspect::tcp_dir_done(&fa, 1)
+                    });
+                    let contradicted = facts.is_some_and(|fa| fa.other_app);
+                    let unnamed = facts.is_some_and(|fa| fa.unnamed);
+                    let closed = f.flags & flags::CLOSED != 0;
+                    if inspected >= self.opts.inspect_packets
+                        || both_done
+                        || closed
+                        || (contradicted && f.candidate_conf == 0 && !is_dns(&f))
+                        || (unnamed && f.candidate_method == Method::DnsLearnedIp as u8)
+                    {
+                        self.finalize(ts_ns, idx);
+                    }
+                }
+            }
+        }
+        // DNS flows stay under inspection until the answer was read, so that its addresses are
+        // learned; after that, or at the end of the budget, the flow leaves user space.
+        let f = self.table.flow_mut(idx);
+        if f.flags & flags::DNS_LEARN != 0
+            && (facts.is_some_and(|fa| fa.dns_answered) || inspected >= self.opts.inspect_packets)
+        {
+            f.flags &= !flags::DNS_LEARN;
+        }
+        let state = f.state;
+        let learning = f.flags & flags::DNS_LEARN != 0;
+        if state != FlowState::Undecided && !learning && f.slot != NO_SLOT {
+            let s = f.slot;
+            f.slot = NO_SLOT;
+            self.pool.release(s);
+        }
+        let f = self.table.flow_mut(idx);
+        match state {
+            FlowState::Blocked => {
+                f.dropped += 1;
+                Verdict::Block
+            }
+            FlowState::Undecided => Verdict::Pass,
+            _ if learning => Verdict::Pass,
+            _ => Verdict::PassDecided,
+        }
+    }
+
+    /// Decides an undecided flow on what was seen: a weak candidate that nothing contradicted,
+    /// or clean.
+    fn finalize(&mut self, ts_ns: u64, idx: u32) {
+        let f = *self.table.flow(idx);
+        if f.state != FlowState::Undecided {
+            return;
+        }
+        let facts = (f.slot != NO_SLOT).then(|| self.pool.get(f.slot).0.facts);
+        let contradicted = facts.is_some_and(|fa| fa.other_app);
+        if f.candidate_conf > 0 && !contradicted {
+            let conf = match f.candidate_conf {
+                1 => Confidence::Low,
+                2 => Confidence::Medium,
+                _ => Confidence::High,
+            };
+            let method = inspect::Method::from_u8(f.candidate_method);
+            let (server, sp) = if f.client_is_a() {
+                (f.key.b, f.key.b_port)
+            } else {
+                (f.key.a, f.key.a_port)
+            };
+            let proto = if f.key.proto == decode::IPPROTO_TCP {
+                crate::catalog::Proto::Tcp
+            } else {
+                crate::catalog::Proto::Udp
+            };
+            let desc = format_port(proto, sp, method, &server);
+            self.decide(
+                ts_ns,
+                idx,
+                Some(Detection {
+                    hit: crate::catalog::matcher::Hit {
+                        tool: f.candidate_tool,
+                        indicator: f.rule,
+                        confidence: conf,
+                    },
+                    method,
+                    evidence: SmallStr::from_bytes(desc.as_bytes()),
+                }),
+                facts.as_ref(),
+            );
+        } else {
+            self.decide(ts_ns, idx, None, facts.as_ref());
+        }
+    }
+
+    /// Records the decision for a flow, applies the policy, and queues the event.
+    fn decide(
+        &mut self,
+        ts_ns: u64,
+        idx: u32,
+        det: Option<Detection>,
+        facts: Option<&inspect::Facts>,
+    ) {
+        let cfg = self.cfg.clone();
+        let f = self.table.flow_mut(idx);
+        let Some(d) = det else {
+            f.state = FlowState::Clean;
+            f.tool = NO_TOOL;
+            return;
+        };
+        let (client, cport, server, sport) = if f.client_is_a() {
+            (f.key.a, f.key.a_port, f.key.b, f.key.b_port)
+        } else {
+            (f.key.b, f.key.b_port, f.key.a, f.key.a_port)
+        };
+        let cip = decode::to_ip(&client);
+        let sip = decode::to_ip(&server);
+        let dir = cfg.policy.direction(&cip, &sip);
+        let host = facts.map(|fa| fa.host).unwrap_or_default();
+        let (mut action, rule) = cfg.policy.decide(
+            &cfg.catalog,
+            d.hit.tool,
+            dir,
+            &cip,
+            &sip,
+            (!host.is_empty()).then(|| host.as_bytes()),
+        );
+        let dns = is_dns(f);
+        if d.method == Method::DnsQuery && rule.is_none() {
+            if let Some(a) = cfg.policy.dns_query_action {
+                action = a;
+            }
+        }
+        f.tool = d.hit.tool;
+        f.method = d.method as u8;
+        f.rule = rule.map_or(0, |r| r as u16 + 1);
+        f.state = if action == Action::Block {
+            FlowState::Blocked
+        } else {
+            FlowState::Passed
+        };
+        if dns && action != Action::Block && facts.is_none_or(|fa| !fa.dns_answered) {
+            f.flags |= flags::DNS_LEARN;
+        }
+        let flow_id = f.id;
+        let proto = f.key.proto;
+        self.stats.decisions[Stats::decision_index(d.method, dir, action)] += 1;
+        self.events.push(Event {
+            ts_ns,
+            flow_id,
+            client: (client, cport),
+            server: (server, sport),
+            proto,
+            direction: dir,
+            app: facts.map(|fa| fa.app).unwrap_or_default(),
+            action,
+            tool: d.hit.tool,
+            method: d.method,
+            confidence: d.hit.confidence,
+            indicator: d.hit.indicator,
+            rule: rule.map(|r| r as u16),
+            evidence: d.evidence,
+            host,
+            ja4: facts.map(|fa| fa.ja4).unwrap_or_default(),
+        });
+    }
+
+    /// Ends a flow: decides it if it was still undecided, adds it to the per-tool totals, frees it.
+    fn end_flow(&mut self, idx: u32, ts_ns: u64) {
+        self.finalize(ts_ns, idx);
+        let f = self.table.remove(idx);
+        if f.slot != NO_SLOT {
+            self.pool.release(f.slot);
+        }
+        self.stats.flows_ended += 1;
+        let last = self.stats.tools.len() - 1;
+        let t = &mut self.stats.tools[Self::tool_index(f.tool).min(last)];
+        t.flows += 1;
+        t.packets += (f.pkts[0] + f.pkts[1]) as u64;
+        t.bytes += f.bytes[0] + f.bytes[1];
+        t.dropped_packets += f.dropped as u64;
+        match f.state {
+            FlowState::Blocked => t.blocked += 1,
+            FlowState::Passed => t.allowed += 1,
+            _ => {}
+        }
+        if self.opts.record_flows {
+            let (client, cport, server, sport) = if f.client_is_a() {
+                (f.key.a, f.key.a_port, f.key.b, f.key.b_port)
+            } else {
+                (f.key.b, f.key.b_port, f.key.a, f.key.a_port)
+            };
+            self.records.push(FlowRecord {
+                flow: f,
+                client: (client, cport),
+                server: (server, sport),
+            });
+        }
+    }
+
+    /// Ends every flow (at the end of a capture).
+    pub fn flush(&mut self, ts_ns: u64) {
+        for idx in self.table.indices() {
+            self.end_flow(idx, ts_ns);
+        }
+    }
+}
+
+fn is_dns(f: &Flow) -> bool {
+    inspect::is_dns_port(f.key.a_port, f.key.b_port)
+}
+
+fn format_port(
+    proto: crate::catalog::Proto,
+    port: u16,
+    method: Method,
+    server: &[u8; 16],
+) -> String {
+    match method {
+        Method::Ip | Method::DnsLearnedIp => decode::to_ip(server).to_string(),
+        _ => format!("{}/{}", port, proto.as_str()),
+    }
+}

@@ -1,0 +1,4 @@
+//! Outputs: EVE-style JSON events and run summaries.
+
+pub mod events;
+pub mod summary;
