@@ -25,14 +25,15 @@ enum Format {
     Json,
 }
 
+/// The catalogue and policy options every engine command takes.
 #[derive(clap::Args, Clone)]
-struct CommonArgs {
+pub struct CommonArgs {
     /// Policy file (TOML). Without it, every catalogued tool is blocked in both directions.
     #[arg(long, value_name = "FILE")]
-    policy: Option<PathBuf>,
+    pub policy: Option<PathBuf>,
     /// Catalogue folder (default: the catalogue built into the binary, from port-lists/).
     #[arg(long, value_name = "DIR")]
-    catalog: Option<PathBuf>,
+    pub catalog: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -79,6 +80,16 @@ enum Cmd {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Inventory of remote-access tools per internal host (the advisory's audit).
+    Audit(cli::audit::AuditArgs),
+    /// Enforce inline on a Linux gateway through NFQUEUE.
+    Inline(cli::gateway::InlineArgs),
+    /// Watch a live interface or mirror port (passive; optional TCP resets).
+    Monitor(cli::gateway::MonitorArgs),
+    /// Tell a running rmmguard to reload its policy and catalogue (SIGHUP).
+    Reload(cli::gateway::ReloadArgs),
+    /// Write a seeded, realistic gateway traffic mix as a pcap (for benchmarks).
+    Gen(cli::gen::GenArgs),
 }
 
 fn main() -> ExitCode {
@@ -107,7 +118,7 @@ fn main() -> ExitCode {
 }
 
 /// Loads the catalogue and the policy.
-fn load_config(common: &CommonArgs) -> Result<Config, String> {
+pub fn load_config(common: &CommonArgs) -> Result<Config, String> {
     let catalog = load_catalog(common.catalog.as_ref())?;
     let policy = match &common.policy {
         Some(p) => Policy::load(p, &catalog).map_err(|e| e.to_string())?,
@@ -120,7 +131,7 @@ fn load_config(common: &CommonArgs) -> Result<Config, String> {
 }
 
 /// Loads the catalogue from a folder or the built-in copy.
-fn load_catalog(dir: Option<&PathBuf>) -> Result<Catalog, String> {
+pub fn load_catalog(dir: Option<&PathBuf>) -> Result<Catalog, String> {
     match dir {
         Some(d) => Catalog::load_dir(d).map_err(|e| e.to_string()),
         None => Catalog::embedded().map_err(|e| e.to_string()),
@@ -211,5 +222,10 @@ fn run(cli: Cli) -> Result<u8, String> {
             print!("{}", cli::check::explain(&cfg.catalog, &cfg.policy));
             Ok(0)
         }
+        Cmd::Audit(a) => cli::audit::run(a),
+        Cmd::Inline(a) => cli::gateway::inline(a),
+        Cmd::Monitor(a) => cli::gateway::monitor(a),
+        Cmd::Reload(a) => cli::gateway::reload(a),
+        Cmd::Gen(a) => cli::gen::run(a),
     }
 }

@@ -1,4 +1,5 @@
 //! Outputs: EVE-style JSON events and run summaries.
 
 pub mod events;
+pub mod metrics;
 pub mod summary;
