@@ -63,6 +63,12 @@ enum Cmd {
         /// Only read the packets (measures the read floor).
         #[arg(long, hide = true)]
         read_only: bool,
+        /// Serve Prometheus metrics on this address while replaying (e.g. 127.0.0.1:9977).
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<std::net::SocketAddr>,
+        /// With --metrics: keep serving this many seconds after the replay ends.
+        #[arg(long, value_name = "SECS", default_value_t = 0, requires = "metrics")]
+        metrics_linger: u64,
         /// Capture files (pcap or pcapng).
         #[arg(required = true, value_name = "CAPTURE")]
         captures: Vec<PathBuf>,
@@ -149,6 +155,8 @@ fn run(cli: Cli) -> Result<u8, String> {
             workers,
             max_flows,
             read_only,
+            metrics,
+            metrics_linger,
             captures,
         } => {
             let cfg = load_config(&common)?;
@@ -156,6 +164,16 @@ fn run(cli: Cli) -> Result<u8, String> {
             let policy = cfg.policy.clone();
             let handle = ConfigHandle::new(cfg);
             let learned = Arc::new(Learned::new(1 << 16));
+            let hub = metrics.map(|_| Arc::new(rmmguard::output::metrics::Hub::new(workers)));
+            let server = match (metrics, &hub) {
+                (Some(addr), Some(h)) => Some(rmmguard::output::metrics::serve(
+                    addr,
+                    h.clone(),
+                    handle.clone(),
+                    Some(learned.clone()),
+                )?),
+                _ => None,
+            };
             let mut sink: Box<dyn rmmguard::replay::EventSink> = match events.as_deref() {
                 None => Box::new(rmmguard::replay::JsonLines::new(std::io::sink())),
                 Some("-") => Box::new(rmmguard::replay::JsonLines::new(std::io::BufWriter::new(
@@ -177,9 +195,19 @@ fn run(cli: Cli) -> Result<u8, String> {
                 write_passed,
                 read_only,
                 progress,
+                metrics: hub.clone(),
             };
-            let out = rmmguard::replay::run(&captures, handle, learned, sink.as_mut(), opts)
-                .map_err(|e| e.to_string())?;
+            let out = match &hub {
+                Some(h) => {
+                    let mut tee = rmmguard::output::metrics::HubSink {
+                        hub: h.clone(),
+                        inner: sink.as_mut(),
+                    };
+                    rmmguard::replay::run(&captures, handle, learned, &mut tee, opts)
+                }
+                None => rmmguard::replay::run(&captures, handle, learned, sink.as_mut(), opts),
+            }
+            .map_err(|e| e.to_string())?;
             drop(sink);
             let names: Vec<String> = captures.iter().map(|p| p.display().to_string()).collect();
             let summary = rmmguard::output::summary::Summary::build(
@@ -206,6 +234,11 @@ fn run(cli: Cli) -> Result<u8, String> {
                     "rmmguard: warning: {} truncated record(s) at the end of a capture",
                     out.reader.truncated_records
                 );
+            }
+            if let Some(srv) = server {
+                let _ = std::io::Write::flush(&mut std::io::stdout());
+                std::thread::sleep(std::time::Duration::from_secs(metrics_linger));
+                srv.stop();
             }
             Ok(if fail_on_block && summary.blocked_flows > 0 {
                 3

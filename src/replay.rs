@@ -6,6 +6,7 @@
 //! on the same worker), and each worker reads the bytes from the shared map: no copy, no lock.
 
 use crate::engine::{self, ConfigHandle, Engine, Event, FlowRecord, Stats, Verdict};
+use crate::output::metrics::WorkerSnapshot;
 use crate::source::pcapfile::{PcapError, PcapReader, PcapWriter, ReaderStats};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -98,6 +99,8 @@ pub struct Options {
     pub read_only: bool,
     /// Called with (bytes read, bytes total) now and then.
     pub progress: Option<Box<dyn FnMut(u64, u64) + Send>>,
+    /// Publish worker snapshots here every 65536 packets and at the end (for `--metrics`).
+    pub metrics: Option<Arc<crate::output::metrics::Hub>>,
 }
 
 impl Default for Options {
@@ -108,6 +111,7 @@ impl Default for Options {
             write_passed: None,
             read_only: false,
             progress: None,
+            metrics: None,
         }
     }
 }
@@ -151,8 +155,10 @@ impl Mapped {
         // contract ripgrep and other tools accept for mapped inputs, and replay reads files that
         // are not being written. Mapping avoids copying every packet (see BENCHMARKS.md).
         #[allow(unsafe_code)]
-        let map =
-            unsafe { memmap2::Mmap::map(&file) }.map_err(|e| err(format!("cannot map: {e}")))?;
+        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
+            .map_err(|e| err(format!("cannot map: {e}")))?;
+        // Replay reads the file once, front to back.
+        let _ = map.advise(memmap2::Advice::Sequential);
         Ok(Mapped { map })
     }
 
@@ -342,6 +348,9 @@ fn single(
                     cb(done_bytes + r.position() as u64, total);
                 }
                 records.append(&mut eng.records);
+                if let Some(hub) = &opts.metrics {
+                    hub.publish(0, WorkerSnapshot::of(&eng));
+                }
             }
         }
         add_reader(&mut rs, r.stats());
@@ -351,6 +360,9 @@ fn single(
     drain(&mut eng, sink);
     sink.flush();
     records.append(&mut eng.records);
+    if let Some(hub) = &opts.metrics {
+        hub.publish(0, WorkerSnapshot::of(&eng));
+    }
     if let Some(pw) = passed {
         pw.finish()?;
     }
@@ -404,6 +416,7 @@ fn multi(
     let mut rs = ReaderStats::default();
     let mut last = 0u64;
     let eng_opts = opts.engine;
+    let hub = opts.metrics.clone();
     let result = std::thread::scope(
         |scope| -> Result<(Vec<WorkerResult>, u64), ReplayError> {
             let mut txs = Vec::with_capacity(workers);
@@ -416,13 +429,16 @@ fn multi(
                 let learned = learned.clone();
                 let ret_tx = ret_tx.clone();
                 let shared = &shared;
+                let hub = hub.clone();
                 handles.push(scope.spawn(move || {
                     let mut eng = Engine::new(handle, learned, eng_opts, w as u16);
                     let mut drops = Vec::new();
                     let mut pending: Vec<Event> = Vec::new();
                     let mut last = 0;
                     let mut records = Vec::new();
+                    let mut since_publish = 0usize;
                     while let Ok(mut batch) = rx.recv() {
+                        since_publish += batch.len();
                         for pr in &batch {
                             let data = &maps[pr.file as usize].bytes()
                                 [pr.start as usize..(pr.start + pr.len) as usize];
@@ -439,6 +455,12 @@ fn multi(
                             }
                         }
                         records.append(&mut eng.records);
+                        if since_publish >= 1 << 16 {
+                            since_publish = 0;
+                            if let Some(h) = &hub {
+                                h.publish(w, WorkerSnapshot::of(&eng));
+                            }
+                        }
                         batch.clear();
                         let _ = ret_tx.send(batch);
                     }
@@ -446,6 +468,9 @@ fn multi(
                     pending.append(&mut eng.events);
                     flush_events(shared, &mut pending, &eng);
                     records.append(&mut eng.records);
+                    if let Some(h) = &hub {
+                        h.publish(w, WorkerSnapshot::of(&eng));
+                    }
                     (eng.stats.clone(), drops, records)
                 }));
             }

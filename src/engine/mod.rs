@@ -210,6 +210,9 @@ pub struct Stats {
     pub latency: [u64; LATENCY_BUCKETS_NS.len() + 1],
     /// Sum of inspection time (ns).
     pub latency_sum_ns: u64,
+    /// Decisions per tool: key [`Stats::tool_decision_key`], flows. Updated once per decided
+    /// flow (never per packet); bounded by tools x methods x directions x actions.
+    pub tool_decisions: std::collections::BTreeMap<u32, u64>,
 }
 
 /// Upper bounds (ns) of the inspection-latency histogram buckets.
@@ -229,8 +232,23 @@ impl Stats {
         ((method as usize) * 4 + d) * 3 + a
     }
 
+    /// Key into `tool_decisions`: the tool, whether the tool has allow rules in the policy but
+    /// none matched this flow (`restricted`: an authorised tool used outside its allowed sources),
+    /// and [`Stats::decision_index`].
+    pub fn tool_decision_key(tool: ToolId, restricted: bool, decision: usize) -> u32 {
+        ((tool as u32) << 16) | ((restricted as u32) << 15) | (decision as u32 & 0x7fff)
+    }
+
+    /// Splits a `tool_decisions` key into (tool, restricted, decision index).
+    pub fn split_tool_decision_key(k: u32) -> (ToolId, bool, usize) {
+        ((k >> 16) as ToolId, k & 0x8000 != 0, (k & 0x7fff) as usize)
+    }
+
     /// Adds another worker's counters.
     pub fn add(&mut self, o: &Stats) {
+        for (k, v) in &o.tool_decisions {
+            *self.tool_decisions.entry(*k).or_insert(0) += v;
+        }
         self.packets += o.packets;
         self.bytes += o.bytes;
         self.passed += o.passed;
@@ -378,9 +396,10 @@ impl Engine {
         }
     }
 
-    /// Picks up a new configuration if one was published.
+    /// Picks up a new configuration if one was published (done every 1024 packets; an idle
+    /// inline worker also calls it on its periodic wake-up).
     #[inline]
-    fn check_reload(&mut self) {
+    pub fn check_reload(&mut self) {
         let g = self.handle.generation();
         if g != self.generation {
             self.generation = g;
@@ -632,9 +651,7 @@ impl Engine {
                 } else {
                     Method::Port
                 };
-                let mut ev = SmallStr::<128>::default();
-                let desc = format_port(proto, sp, method, server);
-                ev.set(desc.as_bytes());
+                let ev = format_port(proto, sp, method, server);
                 self.decide(
                     ts_ns,
                     idx,
@@ -652,7 +669,9 @@ impl Engine {
 
     fn inspect(&mut self, ts_ns: u64, idx: u32, dir: usize, p: &Packet, frame: &[u8]) -> Verdict {
         self.stats.inspected_packets += 1;
-        let t0 = if self.time_inspection {
+        // The latency histogram samples one inspected packet in 16: reading the clock costs more
+        // than many of the inspections it would measure.
+        let t0 = if self.time_inspection && self.stats.inspected_packets % 16 == 1 {
             Some(std::time::Instant::now())
         } else {
             None
@@ -669,7 +688,7 @@ impl Engine {
         };
         let f = self.table.flow_mut(idx);
         f.inspected = f.inspected.saturating_add(1);
-        let inspected = f.inspected;
+        let mut inspected = f.inspected;
         let mut slot = f.slot;
         let needs_slot = !payload.is_empty() || (tcp && p.tcp_flags & tcp_flags::SYN != 0);
         if slot == NO_SLOT && needs_slot {
@@ -711,8 +730,19 @@ impl Engine {
                 if p.tcp_flags & tcp_flags::SYN != 0 {
                     st.streams[dir].set_start(p.seq.wrapping_add(1));
                 }
+                let stored = st.streams[dir].stored;
                 if st.streams[dir].add(p.seq, payload) {
                     outcome = inspect::inspect_tcp(&ctx, st, hs, &mut learn);
+                }
+                // Segments that bring new stream bytes (in order or not) and pure ACKs do not
+                // use up the packet budget, so a ClientHello cut into 1-byte segments (and the
+                // peer's ACKs) is still read; the prefix cap bounds the free segments.
+                let pure_ack = payload.is_empty()
+                    && p.tcp_flags & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) == 0;
+                if st.streams[dir].stored != stored || pure_ack {
+                    let f = self.table.flow_mut(idx);
+                    f.inspected = f.inspected.saturating_sub(1);
+                    inspected = f.inspected;
                 }
             } else {
                 outcome = inspect::inspect_udp(&ctx, &mut self.pool, slot, payload, &mut learn);
@@ -822,7 +852,7 @@ impl Engine {
                         confidence: conf,
                     },
                     method,
-                    evidence: SmallStr::from_bytes(desc.as_bytes()),
+                    evidence: desc,
                 }),
                 facts.as_ref(),
             );
@@ -882,7 +912,20 @@ impl Engine {
         }
         let flow_id = f.id;
         let proto = f.key.proto;
-        self.stats.decisions[Stats::decision_index(d.method, dir, action)] += 1;
+        let di = Stats::decision_index(d.method, dir, action);
+        self.stats.decisions[di] += 1;
+        let restricted = rule.is_none() && {
+            let category = cfg.catalog.tool(d.hit.tool).category;
+            cfg.policy.allow.iter().any(|r| {
+                (r.tools.is_empty() || r.tools.contains(&d.hit.tool))
+                    && (r.categories.is_empty() || r.categories.contains(&category))
+            })
+        };
+        *self
+            .stats
+            .tool_decisions
+            .entry(Stats::tool_decision_key(d.hit.tool, restricted, di))
+            .or_insert(0) += 1;
         self.events.push(Event {
             ts_ns,
             flow_id,
@@ -948,14 +991,20 @@ fn is_dns(f: &Flow) -> bool {
     inspect::is_dns_port(f.key.a_port, f.key.b_port)
 }
 
+/// The evidence of a port or address detection ("5938/tcp", "203.0.113.7"), without allocating.
 fn format_port(
     proto: crate::catalog::Proto,
     port: u16,
     method: Method,
     server: &[u8; 16],
-) -> String {
-    match method {
-        Method::Ip | Method::DnsLearnedIp => decode::to_ip(server).to_string(),
-        _ => format!("{}/{}", port, proto.as_str()),
-    }
+) -> SmallStr<128> {
+    use std::io::Write as _;
+    let mut buf = [0u8; 64];
+    let mut cur = std::io::Cursor::new(&mut buf[..]);
+    let _ = match method {
+        Method::Ip | Method::DnsLearnedIp => write!(cur, "{}", decode::to_ip(server)),
+        _ => write!(cur, "{}/{}", port, proto.as_str()),
+    };
+    let n = cur.position() as usize;
+    SmallStr::from_bytes(&buf[..n])
 }

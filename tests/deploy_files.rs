@@ -1,0 +1,171 @@
+//! The files in deploy/ name only metrics rmmguard really exports.
+
+mod common;
+
+use rmmguard::engine::{self, learned::Learned, Config, ConfigHandle};
+use rmmguard::output::metrics::{render, Hub};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// The metric names (with the histogram's `_bucket`, `_sum` and `_count`) of a real exposition,
+/// after replaying the remote-access corpus through the engine with a hub attached.
+fn exported_names() -> BTreeSet<String> {
+    let catalog = rmmguard::catalog::Catalog::embedded().expect("catalogue");
+    let policy = rmmguard::policy::Policy::builtin(&catalog);
+    let handle = ConfigHandle::new(Config {
+        catalog: Arc::new(catalog),
+        policy: Arc::new(policy),
+    });
+    let learned = Arc::new(Learned::new(1024));
+    let hub = Arc::new(Hub::new(1));
+    let captures: Vec<_> = std::fs::read_dir(common::corpus().join("remote-access"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let mut sink = rmmguard::replay::Collect::default();
+    let mut tee = rmmguard::output::metrics::HubSink {
+        hub: hub.clone(),
+        inner: &mut sink,
+    };
+    let opts = rmmguard::replay::Options {
+        engine: engine::Options::default(),
+        metrics: Some(hub.clone()),
+        ..Default::default()
+    };
+    rmmguard::replay::run(&captures, handle.clone(), learned.clone(), &mut tee, opts)
+        .expect("replay");
+    let text = render(&hub, &handle, Some(&learned));
+    let mut names = BTreeSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut it = rest.split(' ');
+            let name = it.next().unwrap().to_string();
+            if it.next() == Some("histogram") {
+                for s in ["_bucket", "_sum", "_count"] {
+                    names.insert(format!("{name}{s}"));
+                }
+            }
+            names.insert(name);
+        } else if !line.starts_with('#') && !line.is_empty() {
+            // Every sample belongs to a declared family.
+            let n: String = line
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            assert!(
+                names.contains(&n),
+                "sample {line} comes before its # TYPE line"
+            );
+        }
+    }
+    // The replay found tools, so the labelled families have samples too.
+    assert!(
+        text.contains("rmmguard_flows_total{tool=\"anydesk\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("rmmguard_top_host_flows_total{host="),
+        "{text}"
+    );
+    names
+}
+
+/// Every `rmmguard_*` identifier in `text`.
+fn referenced(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("rmmguard_") {
+        let tail = &rest[i..];
+        let n: String = tail
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &tail[n.len()..];
+        out.insert(n);
+    }
+    out
+}
+
+#[test]
+fn grafana_dashboard_queries_name_exported_metrics() {
+    let names = exported_names();
+    let path = common::root().join("deploy/grafana/rmmguard.json");
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).expect("dashboard JSON");
+    let panels = dash["panels"].as_array().expect("panels");
+    let mut ids = BTreeSet::new();
+    let mut titles = Vec::new();
+    let mut queries = 0;
+    for p in panels {
+        assert!(
+            ids.insert(p["id"].as_u64().expect("panel id")),
+            "duplicate panel id"
+        );
+        assert!(
+            p["gridPos"]["w"].as_u64().is_some(),
+            "panel without gridPos"
+        );
+        titles.push(p["title"].as_str().unwrap().to_lowercase());
+        for t in p["targets"].as_array().expect("targets") {
+            let expr = t["expr"].as_str().expect("expr");
+            let refs = referenced(expr);
+            assert!(!refs.is_empty(), "query names no rmmguard metric: {expr}");
+            for r in refs {
+                assert!(
+                    names.contains(&r),
+                    "panel '{}' queries {r}, which rmmguard does not export",
+                    p["title"]
+                );
+            }
+            queries += 1;
+        }
+    }
+    assert!(queries >= 15, "only {queries} queries");
+    // The panels the issue asks for.
+    for want in [
+        "blocks by tool",
+        "top internal hosts",
+        "verdicts",
+        "latency",
+        "flow table",
+    ] {
+        assert!(
+            titles.iter().any(|t| t.contains(want)),
+            "no panel about {want}: {titles:?}"
+        );
+    }
+    // The instance variable queries an exported metric too.
+    let templ = dash["templating"].to_string();
+    for r in referenced(&templ) {
+        assert!(names.contains(&r), "templating queries {r}");
+    }
+}
+
+#[test]
+fn alert_rules_name_exported_metrics() {
+    let names = exported_names();
+    let text = std::fs::read_to_string(common::root().join("deploy/prometheus/rules.yml")).unwrap();
+    let refs = referenced(&text);
+    for r in &refs {
+        assert!(
+            names.contains(r),
+            "rules.yml uses {r}, which rmmguard does not export"
+        );
+    }
+    for want in [
+        "rmmguard_flows_total",
+        "rmmguard_unauthorised_flows_total",
+        "rmmguard_fail_open_packets_total",
+        "rmmguard_queue_dropped_packets_total",
+        "rmmguard_config_last_reload_success",
+    ] {
+        assert!(refs.contains(want), "no rule uses {want}");
+    }
+    let scrape =
+        std::fs::read_to_string(common::root().join("deploy/prometheus/prometheus.yml")).unwrap();
+    assert!(
+        scrape.contains("127.0.0.1:9977"),
+        "scrape target is not the default address"
+    );
+    assert!(scrape.contains("rules.yml"));
+}
