@@ -309,6 +309,11 @@ impl Matcher {
         self.fingerprints.get(f as usize).copied().flatten()
     }
 
+    /// Whether the catalogue has JA4 indicators at all.
+    pub fn has_ja4(&self) -> bool {
+        !self.ja4.is_empty()
+    }
+
     /// Matches a JA4 string.
     pub fn ja4(&self, s: &[u8]) -> Option<Hit> {
         self.ja4.get(s).copied()

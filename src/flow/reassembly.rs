@@ -15,6 +15,8 @@ pub struct StreamPrefix {
     pub overflow: bool,
     /// Bytes that arrived again for positions already filled.
     pub overlaps: u32,
+    /// Bytes written into the window (each position once), in or out of order.
+    pub stored: u32,
 }
 
 impl StreamPrefix {
@@ -28,6 +30,7 @@ impl StreamPrefix {
             contiguous: 0,
             overflow: false,
             overlaps: 0,
+            stored: 0,
         }
     }
 
@@ -40,6 +43,7 @@ impl StreamPrefix {
         self.contiguous = 0;
         self.overflow = false;
         self.overlaps = 0;
+        self.stored = 0;
     }
 
     /// Capacity in bytes.
@@ -87,15 +91,38 @@ impl StreamPrefix {
         if start + d.len() > cap {
             self.overflow = true;
         }
-        for (i, &b) in (start..end).zip(d) {
-            let (w, bit) = (i / 64, 1u64 << (i % 64));
-            if self.have[w] & bit == 0 {
-                self.have[w] |= bit;
-                self.buf[i] = b;
+        // Walk the range a bitmap word at a time: a word with none of the range's bits set (the
+        // common, in-order case) is one copy; only words that overlap earlier data go byte by byte.
+        let overlaps_before = self.overlaps;
+        let mut i = start;
+        while i < end {
+            let w = i / 64;
+            let lo = i % 64;
+            let hi = (end - w * 64).min(64);
+            let mask = if hi - lo == 64 {
+                u64::MAX
             } else {
-                self.overlaps = self.overlaps.saturating_add(1);
+                ((1u64 << (hi - lo)) - 1) << lo
+            };
+            let have = self.have[w] & mask;
+            let src = &d[i - start..i - start + (hi - lo)];
+            if have == 0 {
+                self.buf[i..i + (hi - lo)].copy_from_slice(src);
+            } else {
+                for (k, &b) in src.iter().enumerate() {
+                    if self.have[w] & (1u64 << (lo + k)) == 0 {
+                        self.buf[i + k] = b;
+                    } else {
+                        self.overlaps = self.overlaps.saturating_add(1);
+                    }
+                }
             }
+            self.have[w] |= mask;
+            i = w * 64 + hi;
         }
+        let new =
+            ((end - start) as u32).saturating_sub(self.overlaps.wrapping_sub(overlaps_before));
+        self.stored = self.stored.saturating_add(new);
         let before = self.contiguous;
         while self.contiguous < cap {
             let w = self.have[self.contiguous / 64] >> (self.contiguous % 64);

@@ -215,6 +215,9 @@ pub struct Facts {
     pub payload: bool,
     /// A DNS response was seen.
     pub dns_answered: bool,
+    /// The client's ClientHello was read without a detection; its stream is now searched for
+    /// a client Certificate (TLS 1.2 and earlier mutual authentication).
+    pub client_cert_pending: bool,
     /// UDP datagrams seen per direction.
     pub datagrams: [u32; 2],
     /// The readable host name (SNI, HTTP Host, DNS question).
@@ -443,12 +446,18 @@ pub fn client_hello(
     quic: bool,
 ) -> Outcome {
     f.app = if quic { AppProto::Quic } else { AppProto::Tls };
-    let mut j = [0u8; 40];
-    let n = ja4::ja4(ch, if quic { b'q' } else { b't' }, &mut j).min(40);
-    f.ja4.set(&j[..n]);
+    // JA4 sorts and hashes the hello: computed only when it can matter (a detection's event, a
+    // catalogue with JA4 indicators, or a hello without a readable name, which is likely to be
+    // decided later by certificate or learned address).
+    let set_ja4 = |f: &mut Facts| {
+        let mut j = [0u8; 40];
+        let n = ja4::ja4(ch, if quic { b'q' } else { b't' }, &mut j).min(40);
+        f.ja4.set(&j[..n]);
+    };
     if let Some(sni) = ch.sni {
         f.host.set(sni);
         if let Some(hit) = ctx.m.domain(sni) {
+            set_ja4(f);
             let m = if quic {
                 Method::QuicSni
             } else {
@@ -459,15 +468,19 @@ pub fn client_hello(
     }
     for id in ch.alpn_iter() {
         if let Some(hit) = ctx.m.alpn(id) {
+            set_ja4(f);
             return detected(hit, Method::TlsAlpn, id);
         }
     }
-    if n > 0 {
-        if let Some(hit) = ctx.m.ja4(&j[..n]) {
-            return detected(hit, Method::Ja4, &j[..n]);
+    let unnamed = ch.sni.is_none() || ch.has_ech;
+    if unnamed || ctx.m.has_ja4() {
+        set_ja4(f);
+        if let Some(hit) = ctx.m.ja4(f.ja4.as_bytes()) {
+            let ev = f.ja4;
+            return detected(hit, Method::Ja4, ev.as_bytes());
         }
     }
-    if ch.sni.is_none() || ch.has_ech {
+    if unnamed {
         f.unnamed = true;
     } else {
         // A readable, uncatalogued server name: some other service.
@@ -483,17 +496,62 @@ fn tls_client(
     data: &[u8],
     full: bool,
 ) -> Option<Outcome> {
+    if f.client_cert_pending {
+        return tls_client_cert(ctx, f, hs, data, full);
+    }
     match tls::parse_client_hello_stream(data, hs) {
         tls::Parse::NeedMore if !full => Some(Outcome::Continue),
         tls::Parse::Done(ch) => {
             f.done[0] |= done::ALL_TCP;
-            Some(client_hello(ctx, f, &ch, false))
+            let o = client_hello(ctx, f, &ch, false);
+            if matches!(o, Outcome::Continue) && !f.other_app && ch.legacy_version <= 0x0303 {
+                // Nothing named the tool: the client may still show its certificate in its
+                // second flight (TLS <= 1.2), so its stream stays under inspection.
+                f.done[0] &= !done::TLS;
+                f.client_cert_pending = true;
+            }
+            Some(o)
         }
         _ => {
             f.done[0] |= done::TLS;
             None
         }
     }
+}
+
+/// The client's Certificate (mutual authentication, TLS <= 1.2), after its ClientHello.
+fn tls_client_cert(
+    ctx: &Ctx<'_>,
+    f: &mut Facts,
+    hs: &mut tls::HandshakeScratch,
+    data: &[u8],
+    full: bool,
+) -> Option<Outcome> {
+    let names = match tls::parse_client_certificate(data, hs) {
+        tls::Parse::NeedMore if !full => return Some(Outcome::Continue),
+        tls::Parse::Done(Some(n)) => n,
+        _ => {
+            f.done[0] |= done::TLS;
+            f.client_cert_pending = false;
+            return None;
+        }
+    };
+    f.done[0] |= done::TLS;
+    f.client_cert_pending = false;
+    cert_outcome(ctx, Some(names.subject), Some(names.issuer))
+}
+
+/// Matches certificate names against the `tls_cert` indicators; the evidence is the name that
+/// matched, rendered.
+fn cert_outcome(ctx: &Ctx<'_>, subject: Option<&[u8]>, issuer: Option<&[u8]>) -> Option<Outcome> {
+    let hit = ctx.m.cert(subject, issuer, tls::name_contains)?;
+    let which = match subject {
+        Some(s) if ctx.m.cert(Some(s), None, tls::name_contains).is_some() => Some(s),
+        _ => issuer,
+    };
+    let mut out = [0u8; 128];
+    let n = which.map_or(0, |d| tls::render_name(d, &mut out)).min(128);
+    Some(detected(hit, Method::TlsCert, &out[..n]))
 }
 
 fn tls_server(
@@ -513,22 +571,17 @@ fn tls_server(
     };
     f.done[1] |= done::ALL_TCP;
     f.app = AppProto::Tls;
+    if si.version > 0x0303 && f.client_cert_pending {
+        // TLS 1.3: the client's certificate, if any, is encrypted.
+        f.client_cert_pending = false;
+        f.done[0] |= done::TLS;
+    }
     if let Some(alpn) = si.alpn {
         if let Some(hit) = ctx.m.alpn(alpn) {
             return Some(detected(hit, Method::TlsAlpn, alpn));
         }
     }
-    let hit = ctx
-        .m
-        .cert(si.cert_subject, si.cert_issuer, tls::name_contains)?;
-    // Render the name that matched for the evidence.
-    let which = match si.cert_subject {
-        Some(s) if ctx.m.cert(Some(s), None, tls::name_contains).is_some() => Some(s),
-        _ => si.cert_issuer,
-    };
-    let mut out = [0u8; 128];
-    let n = which.map_or(0, |d| tls::render_name(d, &mut out)).min(128);
-    Some(detected(hit, Method::TlsCert, &out[..n]))
+    cert_outcome(ctx, si.cert_subject, si.cert_issuer)
 }
 
 fn http_client(ctx: &Ctx<'_>, f: &mut Facts, data: &[u8], full: bool) -> Option<Outcome> {
