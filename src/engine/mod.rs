@@ -82,7 +82,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             max_flows: 1 << 20,
-            inspect_packets: 24,
+            inspect_packets: 16,
             stream_cap: 4096,
             max_inspecting: 16384,
             max_quic: 1024,
@@ -307,7 +307,6 @@ pub struct Engine {
     pool: InspectPool,
     frag: frag::Reassembler,
     frag_buf: Vec<u8>,
-    pkt: Packet,
     opts: Options,
     next_id: u64,
     since_check: u32,
@@ -342,7 +341,6 @@ impl Engine {
             pool: InspectPool::new(opts.max_inspecting, opts.stream_cap, opts.max_quic),
             frag: frag::Reassembler::new(opts.frag),
             frag_buf: Vec::with_capacity(2048),
-            pkt: Packet::default(),
             opts,
             next_id: ((worker as u64) << 48) | 1,
             since_check: 0,
@@ -422,7 +420,7 @@ impl Engine {
         }
         self.stats.packets += 1;
         self.stats.bytes += frame.len() as u64;
-        let mut p = self.pkt;
+        let mut p = Packet::default();
         let v = match decode::decode(link, frame, &mut p) {
             Err(e) => {
                 self.stats.malformed[e as usize] += 1;
@@ -445,7 +443,6 @@ impl Engine {
                 L3Kind::Fragment => self.fragment(ts_ns, &mut p, frame),
             },
         };
-        self.pkt = p;
         match v {
             Verdict::Block => {
                 self.stats.dropped += 1;

@@ -215,6 +215,8 @@ pub struct Facts {
     pub payload: bool,
     /// A DNS response was seen.
     pub dns_answered: bool,
+    /// A QUIC Initial failed to decrypt: do not try again.
+    pub quic_failed: bool,
     /// The client's ClientHello was read without a detection; its stream is now searched for
     /// a client Certificate (TLS 1.2 and earlier mutual authentication).
     pub client_cert_pending: bool,
@@ -832,7 +834,8 @@ pub fn inspect_udp(
             }
         }
     }
-    if dir == 0 && quic::quic_version(payload).is_some() {
+    let quic_tried = pool.slots[slot as usize].facts.quic_failed;
+    if dir == 0 && !quic_tried && quic::quic_version(payload).is_some() {
         if let Some((q, st)) = pool.quic_for(slot) {
             match quic::feed_client_datagram(payload, q) {
                 quic::QuicStatus::ClientHello => {
@@ -844,7 +847,9 @@ pub fn inspect_udp(
                     st.facts.app = AppProto::Quic;
                     return Outcome::Continue;
                 }
-                _ => {}
+                // An Initial that does not decrypt: not QUIC we can read. Key derivation costs
+                // a few microseconds, so the flow is not tried again.
+                _ => st.facts.quic_failed = true,
             }
         }
     }

@@ -736,6 +736,109 @@ fn parse_server_hello_body(body: &[u8]) -> Result<(u16, Option<&[u8]>), ()> {
     Ok((version, alpn))
 }
 
+/// Raw DER subject and issuer `Name`s (full TLVs) of a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CertNames<'a> {
+    /// Subject Name.
+    pub subject: &'a [u8],
+    /// Issuer Name.
+    pub issuer: &'a [u8],
+}
+
+/// The client's own certificate, sent in TLS 1.2 and earlier when the server asks for one
+/// (mutual authentication). From the client->server stream prefix: the ClientHello is skipped,
+/// and when the client's next handshake message is a Certificate, the first certificate's
+/// subject and issuer are returned.
+///
+/// `Done(None)` when the client's second flight shows no certificate (another handshake
+/// message, a non-handshake record such as TLS 1.3's ChangeCipherSpec and encrypted records,
+/// or an empty certificate list). Handshake records are joined in `scratch` (cap 16 KiB), so
+/// the work is bounded whatever the input; only the beginning of the first certificate is
+/// needed.
+pub fn parse_client_certificate<'a>(
+    stream: &'a [u8],
+    scratch: &'a mut HandshakeScratch,
+) -> Parse<Option<CertNames<'a>>> {
+    if let Some(p) = classify_start(stream) {
+        return p;
+    }
+    scratch.clear();
+    let mut pos = 0usize;
+    let mut more = true;
+    loop {
+        let rest = stream.get(pos..).unwrap_or(&[]);
+        if rest.is_empty() {
+            break;
+        }
+        let len = match record_header(rest) {
+            RecHdr::Partial => break,
+            RecHdr::Ok(CT_HANDSHAKE, len) => len,
+            RecHdr::Bad if pos == 0 => return Parse::Invalid,
+            // Anything else ends the plaintext handshake flight.
+            RecHdr::Ok(..) | RecHdr::Bad => {
+                more = false;
+                break;
+            }
+        };
+        let body_end = len.saturating_add(5);
+        let body = rest.get(5..body_end.min(rest.len())).unwrap_or(&[]);
+        scratch.push(body);
+        if scratch.is_full() {
+            more = false;
+            break;
+        }
+        if body.len() < len {
+            break;
+        }
+        pos = pos.saturating_add(body_end);
+    }
+    let short = |more: bool| {
+        if more {
+            Parse::NeedMore
+        } else {
+            Parse::Done(None)
+        }
+    };
+    let scratch: &'a HandshakeScratch = scratch;
+    let mut r = Reader::new(scratch.as_slice());
+    match r.u8() {
+        None => return short(more),
+        Some(HS_CLIENT_HELLO) => {}
+        Some(_) => return Parse::Invalid,
+    }
+    let Some(hello_len) = r.u24() else {
+        return short(more);
+    };
+    if r.take(hello_len).is_none() {
+        return short(more);
+    }
+    match r.u8() {
+        None => return short(more),
+        Some(HS_CERTIFICATE) => {}
+        Some(_) => return Parse::Done(None),
+    }
+    let (Some(msg_len), Some(list_len)) = (r.u24(), r.u24()) else {
+        return short(more);
+    };
+    if list_len == 0 {
+        return Parse::Done(None);
+    }
+    let Some(cert_len) = r.u24() else {
+        return short(more);
+    };
+    if list_len.saturating_add(3) > msg_len || cert_len.saturating_add(3) > list_len {
+        return Parse::Done(None);
+    }
+    let avail = r.rest();
+    let complete = avail.len() >= cert_len;
+    let der = avail.get(..cert_len.min(avail.len())).unwrap_or(&[]);
+    match first_cert_names(der) {
+        Ok((issuer, subject)) => Parse::Done(Some(CertNames { subject, issuer })),
+        Err(DerErr::Incomplete) if !complete && more => Parse::NeedMore,
+        Err(_) => Parse::Done(None),
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Minimal DER walking (certificates and X.501 Names)
 // ---------------------------------------------------------------------------
@@ -1683,6 +1786,64 @@ mod tests {
                 other => panic!("prefix {n}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn client_certificate_after_hello() {
+        // The Certificate message of the AnyDesk server flight, sent by the client instead.
+        let srv = hex(ANYDESK_SRV);
+        let mut joined = Vec::new();
+        let mut pos = 0;
+        while pos + 5 <= srv.len() && srv[pos] == 0x16 {
+            let len = u16::from_be_bytes([srv[pos + 3], srv[pos + 4]]) as usize;
+            joined.extend_from_slice(&srv[pos + 5..(pos + 5 + len).min(srv.len())]);
+            pos += 5 + len;
+        }
+        let sh_len = u32::from_be_bytes([0, joined[1], joined[2], joined[3]]) as usize;
+        let cert_msg = &joined[4 + sh_len..];
+        assert_eq!(cert_msg[0], HS_CERTIFICATE);
+        let cl = u32::from_be_bytes([0, cert_msg[1], cert_msg[2], cert_msg[3]]) as usize;
+        let cert_msg = &cert_msg[..4 + cl];
+        let hello = hex(ANYDESK_CH);
+        let mut sc = Box::new(HandshakeScratch::new());
+        assert!(matches!(
+            parse_client_certificate(&hello, &mut sc),
+            Parse::NeedMore
+        ));
+        let mut s = hello.clone();
+        s.extend(records(cert_msg, 1000));
+        s.extend([0x14, 0x03, 0x03, 0x00, 0x01, 0x01]);
+        let Parse::Done(Some(names)) = parse_client_certificate(&s, &mut sc) else {
+            panic!("client certificate not found")
+        };
+        assert!(name_contains(names.subject, b"AnyNet Relay"));
+        assert!(name_contains(names.issuer, b"AnyNet Root CA"));
+        // Every prefix: NeedMore, or Done with the certificate.
+        for n in 0..s.len() {
+            match parse_client_certificate(&s[..n], &mut sc) {
+                Parse::NeedMore => {}
+                Parse::Done(Some(_)) => assert!(n > hello.len()),
+                other => panic!("prefix {n}: {other:?}"),
+            }
+        }
+        // No certificate: a ChangeCipherSpec record (TLS 1.3 middlebox compatibility), or a
+        // ClientKeyExchange, right after the hello.
+        let mut ccs = hello.clone();
+        ccs.extend([0x14, 0x03, 0x03, 0x00, 0x01, 0x01]);
+        assert!(matches!(
+            parse_client_certificate(&ccs, &mut sc),
+            Parse::Done(None)
+        ));
+        let mut cke = hello.clone();
+        cke.extend(records(&[16, 0, 0, 2, 1, 0], 100));
+        assert!(matches!(
+            parse_client_certificate(&cke, &mut sc),
+            Parse::Done(None)
+        ));
+        assert!(matches!(
+            parse_client_certificate(b"GET / HTTP/1.1\r\n", &mut sc),
+            Parse::NotTls
+        ));
     }
 
     #[test]

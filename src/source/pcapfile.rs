@@ -261,10 +261,20 @@ impl<'a> PcapReader<'a> {
         let Some(hdr) = buf.get(pos..pos + 16) else {
             return self.truncated();
         };
-        let sec = rd_u32(hdr, 0, be).unwrap_or(0) as u64;
-        let frac = rd_u32(hdr, 4, be).unwrap_or(0) as u64;
-        let incl = rd_u32(hdr, 8, be).unwrap_or(0);
-        let orig = rd_u32(hdr, 12, be).unwrap_or(0);
+        // One fixed-size view of the record header: no further bounds checks.
+        let hdr: &[u8; 16] = hdr.try_into().unwrap_or(&[0; 16]);
+        let word = |i: usize| {
+            let a = [hdr[i], hdr[i + 1], hdr[i + 2], hdr[i + 3]];
+            if be {
+                u32::from_be_bytes(a)
+            } else {
+                u32::from_le_bytes(a)
+            }
+        };
+        let sec = word(0) as u64;
+        let frac = word(4) as u64;
+        let incl = word(8);
+        let orig = word(12);
         if incl > MAX_RECORD {
             self.done = true;
             return Err(PcapError::Corrupt(format!(

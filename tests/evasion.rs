@@ -1,0 +1,716 @@
+//! Evasion cases (issue 4): each test writes a capture with the tests' own packet builder
+//! (`tests/support/`), runs `rmmguard analyze` over it, and checks the tool and the method of the
+//! events, or that a decoy raised nothing while a control flow in the same capture did.
+
+mod common;
+mod support;
+
+use serde_json::Value;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use support::{Hello, Pcap, Rr, Tcp};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+const CLIENT: &str = "192.168.10.20";
+const CLIENT6: &str = "2001:db8:10::20";
+
+/// Writes the capture and analyzes it.
+fn analyze(p: &Pcap, extra: &[&str]) -> Vec<Value> {
+    let dir = common::tempdir();
+    let path = dir.path().join("case.pcap");
+    p.save(&path);
+    common::analyze_events(&path, extra)
+}
+
+/// The one event of the flow to `server`, which must be `tool` by `method`.
+fn expect(events: &[Value], server: (IpAddr, u16), tool: &str, method: &str) -> Value {
+    let evs = support::events_to(events, server);
+    assert_eq!(
+        evs.len(),
+        1,
+        "expected one event for {server:?}, got {evs:#?}\nall events: {events:#?}"
+    );
+    assert_eq!(
+        support::tool_method(evs[0]),
+        (tool.to_string(), method.to_string()),
+        "wrong attribution for {server:?}: {:#}",
+        evs[0]
+    );
+    evs[0].clone()
+}
+
+/// No event for the flow to `server`.
+fn expect_none(events: &[Value], server: (IpAddr, u16)) {
+    let evs = support::events_to(events, server);
+    assert!(evs.is_empty(), "decoy {server:?} was flagged: {evs:#?}");
+}
+
+fn tv_hello(sni: &str) -> Vec<u8> {
+    support::client_hello(&Hello {
+        sni: Some(sni),
+        alpn: &["h2", "http/1.1"],
+        pq: true,
+        ..Hello::default()
+    })
+}
+
+/// One ClientHello (SNI relay.teamviewer.com, with a post-quantum key share: ~1.5 KB) per
+/// connection, sent by `send`.
+fn split_case(send: impl Fn(&mut Tcp, &mut Pcap, &[u8])) {
+    let hello = tv_hello("relay.teamviewer.com");
+    assert!(hello.len() > 1400, "{}", hello.len());
+    let mut p = Pcap::new();
+    let server = (ip("203.0.113.10"), 443);
+    let mut c = Tcp::new((ip(CLIENT), 40001), server);
+    c.handshake(&mut p);
+    send(&mut c, &mut p, &hello);
+    c.close(&mut p);
+    let ev = expect(&analyze(&p, &[]), server, "teamviewer", "tls_sni");
+    assert_eq!(ev["rmm"]["evidence"], "relay.teamviewer.com");
+    assert_eq!(ev["app_proto"], "tls");
+}
+
+#[test]
+fn client_hello_in_1_byte_segments() {
+    split_case(|c, p, h| c.client_send_split_acked(p, h, 1));
+}
+
+#[test]
+fn client_hello_in_7_byte_segments() {
+    split_case(|c, p, h| c.client_send_split_acked(p, h, 7));
+}
+
+#[test]
+fn client_hello_in_3_segments() {
+    split_case(|c, p, h| c.client_send_split(p, h, h.len().div_ceil(3)));
+}
+
+#[test]
+fn client_hello_split_across_tls_records() {
+    // The handshake message itself spread over 5 TLS records, each in its own segment.
+    let msg = support::client_hello_msg(&Hello {
+        sni: Some("relay.teamviewer.com"),
+        pq: true,
+        ..Hello::default()
+    });
+    let recs = support::records(0x16, &msg, msg.len().div_ceil(5));
+    split_case(move |c, p, _| {
+        let mut off = 0;
+        while off < recs.len() {
+            let len = u16::from_be_bytes([recs[off + 3], recs[off + 4]]) as usize + 5;
+            c.client_send(p, &recs[off..off + len]);
+            off += len;
+        }
+    });
+}
+
+#[test]
+fn client_hello_3_segments_out_of_order() {
+    split_case(|c, p, h| {
+        let n = h.len().div_ceil(3);
+        for i in [2, 0, 1] {
+            let end = ((i + 1) * n).min(h.len());
+            c.client_at(p, i * n, &h[i * n..end]);
+        }
+    });
+}
+
+#[test]
+fn client_hello_7_byte_segments_reversed() {
+    split_case(|c, p, h| {
+        let chunks: Vec<(usize, &[u8])> =
+            h.chunks(7).enumerate().map(|(i, d)| (i * 7, d)).collect();
+        for (off, d) in chunks.into_iter().rev() {
+            c.client_at(p, off, d);
+            c.server_ack(p);
+        }
+    });
+}
+
+#[test]
+fn client_hello_1_byte_segments_reversed() {
+    split_case(|c, p, h| {
+        for off in (0..h.len()).rev() {
+            c.client_at(p, off, &h[off..off + 1]);
+        }
+    });
+}
+
+/// Two hellos of the same length differing only in the server name.
+fn conflicting_pair() -> (Vec<u8>, Vec<u8>, std::ops::Range<usize>) {
+    let real = tv_hello("relay.teamviewer.com");
+    let fake = tv_hello("relay.fakeviewer.com");
+    assert_eq!(real.len(), fake.len());
+    let diff: Vec<usize> = (0..real.len()).filter(|&i| real[i] != fake[i]).collect();
+    let span = diff[0]..diff[diff.len() - 1] + 1;
+    assert!(span.len() <= 20, "{span:?}");
+    (real, fake, span)
+}
+
+/// Overlapping retransmissions with conflicting bytes: the first arrival of each byte wins
+/// (the first-write policy of the reassembler).
+#[test]
+fn overlapping_retransmission_first_arrival_wins() {
+    let (real, fake, span) = conflicting_pair();
+    let cut = span.end + 10;
+    let mut p = Pcap::new();
+    // Connection 1: the real name arrives first (bytes 0..cut); then a "retransmission" of the
+    // whole hello carries the fake name over the same bytes, plus the rest. The real name stays.
+    let s1 = (ip("203.0.113.11"), 443);
+    let mut c = Tcp::new((ip(CLIENT), 40011), s1);
+    c.handshake(&mut p);
+    c.client_at(&mut p, 0, &real[..cut]);
+    c.client_at(&mut p, 0, &fake);
+    c.close(&mut p);
+    // Connection 2: the fake name first, then the real one retransmitted over it: the fake name
+    // stays, so the flow is not attributed (the SNI read is relay.fakeviewer.com).
+    let s2 = (ip("203.0.113.12"), 443);
+    let mut c = Tcp::new((ip(CLIENT), 40012), s2);
+    c.handshake(&mut p);
+    c.client_at(&mut p, 0, &fake[..cut]);
+    c.client_at(&mut p, 0, &real);
+    c.close(&mut p);
+    // Connection 3: the tail first, then an overlapping segment that covers the tail again
+    // with garbage and brings the head: the tail's first bytes win, the hello parses.
+    let s3 = (ip("203.0.113.13"), 443);
+    let mut c = Tcp::new((ip(CLIENT), 40013), s3);
+    c.handshake(&mut p);
+    let mid = real.len() / 2;
+    c.client_at(&mut p, mid, &real[mid..]);
+    let mut head = real[..mid].to_vec();
+    head.extend(std::iter::repeat_n(0xee, 200));
+    c.client_at(&mut p, 0, &head);
+    c.close(&mut p);
+    let events = analyze(&p, &[]);
+    let ev = expect(&events, s1, "teamviewer", "tls_sni");
+    assert_eq!(ev["rmm"]["evidence"], "relay.teamviewer.com");
+    expect_none(&events, s2);
+    expect(&events, s3, "teamviewer", "tls_sni");
+}
+
+fn fragment_case(client: IpAddr, server: IpAddr, order_rev: bool) {
+    let hello = tv_hello("relay.teamviewer.com");
+    let mut p = Pcap::new();
+    let s = (server, 443);
+    let mut c = Tcp::new((client, 40021), s);
+    c.handshake(&mut p);
+    let seg = c.seg(true, c.c_next, support::fl::ACK | support::fl::PSH, &hello);
+    let n = (hello.len() + 20).div_ceil(256);
+    let order: Vec<usize> = if order_rev {
+        (0..n).rev().collect()
+    } else {
+        Vec::new()
+    };
+    p.tcp_fragmented(&seg, 256, &order);
+    c.c_next = c.c_next.wrapping_add(hello.len() as u32);
+    c.close(&mut p);
+    expect(&analyze(&p, &[]), s, "teamviewer", "tls_sni");
+}
+
+#[test]
+fn client_hello_in_ipv4_fragments() {
+    fragment_case(ip(CLIENT), ip("203.0.113.21"), false);
+}
+
+#[test]
+fn client_hello_in_ipv4_fragments_reversed() {
+    fragment_case(ip(CLIENT), ip("203.0.113.22"), true);
+}
+
+#[test]
+fn client_hello_in_ipv6_fragments() {
+    fragment_case(ip(CLIENT6), ip("2001:db8:99::21"), false);
+}
+
+#[test]
+fn client_hello_in_ipv6_fragments_reversed() {
+    fragment_case(ip(CLIENT6), ip("2001:db8:99::22"), true);
+}
+
+#[test]
+fn sni_mixed_case_trailing_dot() {
+    let mut p = Pcap::new();
+    let s = (ip("203.0.113.30"), 443);
+    let mut c = Tcp::new((ip(CLIENT), 40030), s);
+    c.handshake(&mut p);
+    c.client_send(
+        &mut p,
+        &support::client_hello(&Hello {
+            sni: Some("ReLaY.TeamViewer.COM."),
+            ..Hello::default()
+        }),
+    );
+    c.close(&mut p);
+    let ev = expect(&analyze(&p, &[]), s, "teamviewer", "tls_sni");
+    // The evidence is the name as sent.
+    assert_eq!(ev["rmm"]["evidence"], "ReLaY.TeamViewer.COM.");
+}
+
+#[test]
+fn dns_over_tcp() {
+    let mut p = Pcap::new();
+    let s = (ip("192.0.2.53"), 53);
+    let mut c = Tcp::new((ip(CLIENT), 40040), s);
+    c.handshake(&mut p);
+    let q = support::dns_query(0x4242, "relay.teamviewer.com");
+    // The length prefix and the message in separate segments.
+    let framed = support::dns_tcp(&q);
+    c.client_send(&mut p, &framed[..2]);
+    c.client_send(&mut p, &framed[2..]);
+    c.close(&mut p);
+    let ev = expect(&analyze(&p, &[]), s, "teamviewer", "dns_query");
+    assert_eq!(ev["rmm"]["evidence"], "relay.teamviewer.com");
+}
+
+#[test]
+fn cname_chain_to_catalogued_name_then_learned_address() {
+    let mut p = Pcap::new();
+    let dns = (ip("192.0.2.53"), 53);
+    let client = (ip(CLIENT), 50053);
+    p.udp(client, dns, &support::dns_query(7, "support.example.org"));
+    p.udp(
+        dns,
+        client,
+        &support::dns_response(
+            7,
+            "support.example.org",
+            &[
+                Rr::Cname("support.example.org", "relay.teamviewer.com"),
+                Rr::A("relay.teamviewer.com", [198, 51, 100, 20]),
+            ],
+        ),
+    );
+    // A later TLS connection to the answered address, without SNI.
+    let s = (ip("198.51.100.20"), 443);
+    let mut c = Tcp::new((ip(CLIENT), 40050), s);
+    c.handshake(&mut p);
+    c.client_send(&mut p, &support::client_hello(&Hello::default()));
+    c.close(&mut p);
+    let events = analyze(&p, &[]);
+    let ev = expect(&events, dns, "teamviewer", "dns_query");
+    assert_eq!(
+        ev["rmm"]["evidence"],
+        "support.example.org -> relay.teamviewer.com"
+    );
+    let ev = expect(&events, s, "teamviewer", "dns_learned_ip");
+    assert_eq!(ev["rmm"]["evidence"], "198.51.100.20");
+}
+
+/// A DNS answer for boot.net.anydesk.com, then flows to the answered addresses that show no
+/// name: a ClientHello without SNI, a raw TCP flow, an ECH ClientHello whose outer SNI is a
+/// public name, and the same over IPv6 (AAAA).
+#[test]
+fn dns_learned_address_without_a_name() {
+    let mut p = Pcap::new();
+    let dns = (ip("192.0.2.53"), 53);
+    let client = (ip(CLIENT), 50054);
+    p.udp(client, dns, &support::dns_query(8, "boot.net.anydesk.com"));
+    let v6: std::net::Ipv6Addr = "2001:db8:77::77".parse().unwrap();
+    p.udp(
+        dns,
+        client,
+        &support::dns_response(
+            8,
+            "boot.net.anydesk.com",
+            &[
+                Rr::A("boot.net.anydesk.com", [198, 51, 100, 77]),
+                Rr::Aaaa("boot.net.anydesk.com", v6.octets()),
+            ],
+        ),
+    );
+    // No SNI.
+    let s1 = (ip("198.51.100.77"), 443);
+    let mut c = Tcp::new((ip(CLIENT), 40061), s1);
+    c.handshake(&mut p);
+    c.client_send(&mut p, &support::client_hello(&Hello::default()));
+    c.close(&mut p);
+    // Raw TCP on another port.
+    let s2 = (ip("198.51.100.77"), 9999);
+    let mut c = Tcp::new((ip(CLIENT), 40062), s2);
+    c.handshake(&mut p);
+    c.client_send(&mut p, &[0x5a, 0x01, 0x99, 0x42, 0x00, 0x10, 0x77, 0x31]);
+    c.server_send(&mut p, &[0x5a, 0x02, 0x00]);
+    c.close(&mut p);
+    // ECH: the outer SNI is the ECH provider's public name.
+    let s3 = (ip("198.51.100.77"), 8443);
+    let mut c = Tcp::new((ip(CLIENT), 40063), s3);
+    c.handshake(&mut p);
+    c.client_send(
+        &mut p,
+        &support::client_hello(&Hello {
+            sni: Some("public.ech-provider.example"),
+            alpn: &["h2"],
+            ech: true,
+            ..Hello::default()
+        }),
+    );
+    c.close(&mut p);
+    // IPv6, no SNI.
+    let s4 = (IpAddr::V6(v6), 443);
+    let mut c = Tcp::new((ip(CLIENT6), 40064), s4);
+    c.handshake(&mut p);
+    c.client_send(&mut p, &support::client_hello(&Hello::default()));
+    c.close(&mut p);
+    // Control: the same ECH hello to an address nobody answered is not attributed.
+    let s5 = (ip("198.51.100.78"), 8443);
+    let mut c = Tcp::new((ip(CLIENT), 40065), s5);
+    c.handshake(&mut p);
+    c.client_send(
+        &mut p,
+        &support::client_hello(&Hello {
+            sni: Some("public.ech-provider.example"),
+            ech: true,
+            ..Hello::default()
+        }),
+    );
+    c.close(&mut p);
+    let events = analyze(&p, &[]);
+    expect(&events, dns, "anydesk", "dns_query");
+    for s in [s1, s2, s3, s4] {
+        let ev = expect(&events, s, "anydesk", "dns_learned_ip");
+        assert_eq!(ev["rmm"]["evidence"], s.0.to_string());
+    }
+    expect_none(&events, s5);
+}
+
+#[test]
+fn vnc_on_443() {
+    let mut p = Pcap::new();
+    let s = (ip("203.0.113.50"), 443);
+    let mut c = Tcp::new((ip(CLIENT), 40070), s);
+    c.handshake(&mut p);
+    c.server_send(&mut p, b"RFB 003.008\n");
+    c.client_send(&mut p, b"RFB 003.008\n");
+    c.server_send(&mut p, &[1, 2]);
+    c.close(&mut p);
+    let ev = expect(&analyze(&p, &[]), s, "vnc", "fingerprint");
+    assert!(
+        ev["rmm"]["evidence"]
+            .as_str()
+            .unwrap()
+            .starts_with("vnc_rfb"),
+        "{ev}"
+    );
+}
+
+fn x224_connection_request(cookie: &str) -> Vec<u8> {
+    let mut x = vec![0xe0, 0, 0, 0, 0, 0];
+    x.extend_from_slice(format!("Cookie: mstshash={cookie}\r\n").as_bytes());
+    // RDP_NEG_REQ: type 1, flags 0, length 8, requested protocols TLS | CredSSP.
+    x.extend_from_slice(&[0x01, 0x00, 0x08, 0x00, 0x03, 0x00, 0x00, 0x00]);
+    let mut t = vec![0x03, 0x00];
+    t.extend_from_slice(&((x.len() + 5) as u16).to_be_bytes());
+    t.push(x.len() as u8); // LI: the X.224 header length without itself
+    t.extend_from_slice(&x);
+    t
+}
+
+#[test]
+fn rdp_on_8080() {
+    let mut p = Pcap::new();
+    let s = (ip("203.0.113.60"), 8080);
+    let mut c = Tcp::new((ip(CLIENT), 40080), s);
+    c.handshake(&mut p);
+    c.client_send(&mut p, &x224_connection_request("administrator"));
+    c.close(&mut p);
+    let ev = expect(&analyze(&p, &[]), s, "rdp", "fingerprint");
+    assert!(
+        ev["rmm"]["evidence"]
+            .as_str()
+            .unwrap()
+            .starts_with("rdp_x224"),
+        "{ev}"
+    );
+}
+
+/// A TeamViewer TCP frame: `17 24 <cmd> <u16 LE length> <body>`.
+fn tv_frame(cmd: u8, body: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x17, 0x24, cmd];
+    f.extend_from_slice(&(body.len() as u16).to_le_bytes());
+    f.extend_from_slice(body);
+    f
+}
+
+#[test]
+fn teamviewer_magic_on_80() {
+    let mut p = Pcap::new();
+    let s = (ip("203.0.113.70"), 80);
+    let mut c = Tcp::new((ip(CLIENT), 40090), s);
+    c.handshake(&mut p);
+    let mut first = tv_frame(0x0a, &[0u8; 32]);
+    first.extend(tv_frame(0x28, &[0x80, 0, 0, 0x7f, 0xff, 0xff, 0xff, 0x80]));
+    c.client_send(&mut p, &first);
+    c.close(&mut p);
+    let ev = expect(&analyze(&p, &[]), s, "teamviewer", "fingerprint");
+    assert!(
+        ev["rmm"]["evidence"]
+            .as_str()
+            .unwrap()
+            .starts_with("teamviewer_tcp"),
+        "{ev}"
+    );
+}
+
+#[test]
+fn netsupport_post_on_443() {
+    let mut p = Pcap::new();
+    let s = (ip("203.0.113.80"), 443);
+    let mut c = Tcp::new((ip(CLIENT), 40100), s);
+    c.handshake(&mut p);
+    let body = "CMD=POLL\nINFO=1\nACK=1\n";
+    let req = format!(
+        "POST http://203.0.113.80/fakeurl.htm HTTP/1.1\r\nUser-Agent: NetSupport Manager/1.3\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Host: 203.0.113.80:443\r\nConnection: Keep-Alive\r\n\r\n{body}",
+        body.len()
+    );
+    c.client_send(&mut p, req.as_bytes());
+    c.close(&mut p);
+    let ev = expect(&analyze(&p, &[]), s, "netsupport", "http_user_agent");
+    assert_eq!(ev["rmm"]["evidence"], "NetSupport Manager/1.3");
+    assert_eq!(ev["app_proto"], "http");
+}
+
+// ---------------------------------------------------------------------------------------------
+// QUIC, built by a real QUIC client (aioquic) in tests/quic_helper/
+// ---------------------------------------------------------------------------------------------
+
+/// The Python interpreter with aioquic (installed by `scripts/deps.sh test` into
+/// target/quic-venv; RMMGUARD_QUIC_PYTHON overrides it).
+fn quic_python() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("RMMGUARD_QUIC_PYTHON") {
+        return Some(PathBuf::from(p));
+    }
+    let p = common::root().join("target/quic-venv/bin/python");
+    let ok = p.exists()
+        && std::process::Command::new(&p)
+            .args(["-c", "import aioquic"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    ok.then_some(p)
+}
+
+fn aioquic_initial(version: &str, sni: &str) -> Option<Vec<u8>> {
+    let Some(py) = quic_python() else {
+        assert!(
+            !common::must_not_skip(),
+            "aioquic is missing (run scripts/deps.sh test): the QUIC cases cannot run under CI"
+        );
+        eprintln!("SKIP: aioquic not installed (run scripts/deps.sh test); QUIC case skipped");
+        return None;
+    };
+    let dir = common::tempdir();
+    let out = dir.path().join("initial.bin");
+    let st = std::process::Command::new(py)
+        .arg(common::root().join("tests/quic_helper/initial.py"))
+        .args([version, sni])
+        .arg(&out)
+        .status()
+        .expect("run the QUIC helper");
+    assert!(st.success(), "tests/quic_helper/initial.py failed");
+    Some(std::fs::read(&out).unwrap())
+}
+
+fn quic_case(version: &str, first_byte_version: [u8; 4], server: &str) {
+    let Some(dgram) = aioquic_initial(version, "relay.teamviewer.com") else {
+        return;
+    };
+    assert_eq!(
+        dgram[1..5],
+        first_byte_version,
+        "not a QUIC v{version} Initial"
+    );
+    assert!(dgram.len() >= 1200);
+    let mut p = Pcap::new();
+    let s = (ip(server), 443);
+    p.udp((ip(CLIENT), 50443), s, &dgram);
+    let ev = expect(&analyze(&p, &[]), s, "teamviewer", "quic_sni");
+    assert_eq!(ev["rmm"]["evidence"], "relay.teamviewer.com");
+    assert_eq!(ev["app_proto"], "quic");
+    assert!(
+        ev["quic"]["ja4"].as_str().unwrap().starts_with("q13"),
+        "{ev}"
+    );
+}
+
+#[test]
+fn quic_v1_initial_from_aioquic() {
+    quic_case("1", [0, 0, 0, 1], "203.0.113.90");
+}
+
+#[test]
+fn quic_v2_initial_from_aioquic() {
+    quic_case("2", [0x6b, 0x33, 0x43, 0xcf], "203.0.113.91");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoys
+// ---------------------------------------------------------------------------------------------
+
+/// The first ClientHello of Chrome in the corpus (benign/chrome.pcap), reassembled.
+fn chrome_hello() -> Vec<u8> {
+    let data = std::fs::read(common::corpus().join("benign/chrome.pcap")).unwrap();
+    let mut r = rmmguard::source::pcapfile::PcapReader::new(&data).unwrap();
+    let mut stream: Vec<u8> = Vec::new();
+    let mut client_port = None;
+    while let Some(pkt) = r.next().unwrap() {
+        let Ok(s) = etherparse::SlicedPacket::from_ethernet(pkt.data) else {
+            continue;
+        };
+        let Some(etherparse::TransportSlice::Tcp(t)) = s.transport else {
+            continue;
+        };
+        let pl = t.payload();
+        if t.destination_port() != 443 || pl.is_empty() {
+            continue;
+        }
+        match client_port {
+            None if pl[0] == 0x16 => client_port = Some(t.source_port()),
+            Some(cp) if cp == t.source_port() => {}
+            _ => continue,
+        }
+        stream.extend_from_slice(pl);
+        let need = 5 + u16::from_be_bytes([stream[3], stream[4]]) as usize;
+        if stream.len() >= need {
+            stream.truncate(need);
+            return stream;
+        }
+    }
+    panic!("no ClientHello in chrome.pcap");
+}
+
+#[test]
+fn decoys_do_not_match() {
+    let mut p = Pcap::new();
+    let mut decoys = Vec::new();
+    for (i, sni) in [
+        "teamviewer.com.example.org",
+        "notanydesk.com",
+        "anydesk.com.evil.test",
+        "xteamviewer.com",
+        "anydesk.co",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let s = (ip(&format!("203.0.113.{}", 100 + i)), 443);
+        let mut c = Tcp::new((ip(CLIENT), 41000 + i as u16), s);
+        c.handshake(&mut p);
+        c.client_send_split(
+            &mut p,
+            &support::client_hello(&Hello {
+                sni: Some(sni),
+                alpn: &["h2"],
+                ..Hello::default()
+            }),
+            100,
+        );
+        c.close(&mut p);
+        decoys.push(s);
+        // The same names asked over DNS.
+        let d = (ip("192.0.2.53"), 53);
+        let cl = (ip(CLIENT), 52000 + i as u16);
+        p.udp(cl, d, &support::dns_query(100 + i as u16, sni));
+    }
+    // Chrome's real ClientHello (many extensions, GREASE, ECH GREASE), on 443 and on 5938-free
+    // odd ports.
+    let chrome = chrome_hello();
+    assert!(chrome.len() > 500);
+    for (i, port) in [443u16, 8443, 80].iter().enumerate() {
+        let s = (ip(&format!("203.0.113.{}", 120 + i)), *port);
+        let mut c = Tcp::new((ip(CLIENT), 42000 + i as u16), s);
+        c.handshake(&mut p);
+        c.client_send_split(&mut p, &chrome, 700);
+        c.close(&mut p);
+        decoys.push(s);
+    }
+    // An RFB banner inside HTTP bodies, both ways.
+    let s = (ip("203.0.113.130"), 80);
+    let mut c = Tcp::new((ip(CLIENT), 43000), s);
+    c.handshake(&mut p);
+    c.client_send(
+        &mut p,
+        b"POST /upload HTTP/1.1\r\nHost: files.example.net\r\nContent-Length: 12\r\n\r\nRFB 003.008\n",
+    );
+    c.server_send(
+        &mut p,
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nRFB 003.008\n",
+    );
+    c.close(&mut p);
+    decoys.push(s);
+    // Control in the same capture: the catalogued name is flagged.
+    let ctl = (ip("203.0.113.140"), 443);
+    let mut c = Tcp::new((ip(CLIENT), 44000), ctl);
+    c.handshake(&mut p);
+    c.client_send(&mut p, &tv_hello("relay.teamviewer.com"));
+    c.close(&mut p);
+
+    let events = analyze(&p, &[]);
+    for s in &decoys {
+        expect_none(&events, *s);
+    }
+    expect(&events, ctl, "teamviewer", "tls_sni");
+    assert_eq!(events.len(), 1, "only the control flow: {events:#?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client certificates (TLS 1.2 mutual authentication)
+// ---------------------------------------------------------------------------------------------
+
+/// The client payloads of one TCP flow of a corpus capture, in capture order.
+fn corpus_client_payloads(capture: &str, client_port: u16) -> Vec<Vec<u8>> {
+    let data = std::fs::read(common::corpus().join(capture)).unwrap();
+    let mut r = rmmguard::source::pcapfile::PcapReader::new(&data).unwrap();
+    let mut out = Vec::new();
+    while let Some(pkt) = r.next().unwrap() {
+        let Ok(s) = etherparse::SlicedPacket::from_ethernet(pkt.data) else {
+            continue;
+        };
+        if let Some(etherparse::TransportSlice::Tcp(t)) = s.transport {
+            if t.source_port() == client_port && !t.payload().is_empty() {
+                out.push(t.payload().to_vec());
+            }
+        }
+    }
+    out
+}
+
+/// The corpus flow 59754 -> 192.168.1.181:7070 (labelled `unknown`): its client presents a
+/// certificate `CN=AnyDesk Client`, which names the tool (before, only the low-confidence port
+/// 7070 did). The same client bytes replayed to port 443, where no port hints at AnyDesk, are
+/// attributed the same way.
+#[test]
+fn anydesk_client_certificate() {
+    const CAP: &str = "remote-access/tls_client_certificate_with_missing_server_one.pcapng";
+    let events = common::analyze_events(&common::corpus().join(CAP), &[]);
+    let ev = expect(&events, (ip("192.168.1.181"), 7070), "anydesk", "tls_cert");
+    assert_eq!(ev["rmm"]["evidence"], "CN=AnyDesk Client");
+    assert_eq!(ev["rmm"]["confidence"], "high");
+
+    let flights = corpus_client_payloads(CAP, 59754);
+    assert_eq!(
+        flights.len(),
+        2,
+        "ClientHello and the client's second flight"
+    );
+    let mut p = Pcap::new();
+    let s = (ip("203.0.113.150"), 443);
+    let mut c = Tcp::new((ip(CLIENT), 40150), s);
+    c.handshake(&mut p);
+    c.client_send(&mut p, &flights[0]);
+    // The second flight in 100-byte segments.
+    c.client_send_split_acked(&mut p, &flights[1], 100);
+    c.close(&mut p);
+    let ev = expect(&analyze(&p, &[]), s, "anydesk", "tls_cert");
+    assert_eq!(ev["rmm"]["evidence"], "CN=AnyDesk Client");
+    // Without the second flight, nothing names the tool on 443.
+    let mut p = Pcap::new();
+    let mut c = Tcp::new((ip(CLIENT), 40151), s);
+    c.handshake(&mut p);
+    c.client_send(&mut p, &flights[0]);
+    c.close(&mut p);
+    expect_none(&analyze(&p, &[]), s);
+}
