@@ -1,3 +1,5 @@
-//! Packet sources: capture files (pcap, pcapng), and in later stages live interfaces and NFQUEUE.
+//! Packet sources: capture files (pcap, pcapng), live interfaces (libpcap) and NFQUEUE.
 
+pub mod live;
+pub mod nfqueue;
 pub mod pcapfile;

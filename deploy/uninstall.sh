@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Removes rmmguard and every kernel rule it added. Keeps /etc/rmmguard and /var/log/rmmguard
+# unless --purge is given.
+set -euo pipefail
+[ "$(id -u)" = 0 ] || { echo "uninstall.sh: run as root" >&2; exit 2; }
+if systemctl list-unit-files rmmguard.service >/dev/null 2>&1; then
+  systemctl disable --now rmmguard.service 2>/dev/null || true
+fi
+# The unit's ExecStopPost removed the rules; remove them again in case it was never run.
+if [ -x /usr/local/lib/rmmguard/gateway-rules.sh ]; then
+  /usr/local/lib/rmmguard/gateway-rules.sh down
+elif [ -x "$(dirname "$0")/gateway-rules.sh" ]; then
+  "$(dirname "$0")/gateway-rules.sh" down
+fi
+rm -f /etc/systemd/system/rmmguard.service /usr/local/bin/rmmguard
+rm -rf /usr/local/lib/rmmguard /usr/local/share/doc/rmmguard
+systemctl daemon-reload 2>/dev/null || true
+if [ "${1:-}" = --purge ]; then
+  rm -rf /etc/rmmguard /var/log/rmmguard /etc/default/rmmguard
+  getent passwd rmmguard >/dev/null && userdel rmmguard
+  getent group rmmguard >/dev/null && groupdel rmmguard 2>/dev/null || true
+fi
+echo "uninstall.sh: removed"

@@ -1,0 +1,835 @@
+//! End-to-end tests of `rmmguard inline` and `rmmguard monitor` on a gateway: three network
+//! namespaces (client <-> gateway <-> server over veth, `tests/netns/topo.sh`), the kernel rules
+//! of `deploy/gateway-rules.sh`, real clients and servers (curl, openssl s_server, dnsmasq, and
+//! the small Python probes of `tests/netns/probe.py`).
+//!
+//! Every command runs through `ip netns exec` in the test's own namespaces; the root namespace's
+//! links and firewall are never touched. Each test's namespaces are named after the process id
+//! and the test, so tests run side by side, and a guard tears everything down (processes,
+//! rules, namespaces) even when the test fails.
+//!
+//! They need root. Without it they skip with a message, except under `CI=true`, where they fail.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const CLIENT: &str = "10.201.1.2";
+const SERVER: &str = "10.201.2.2";
+
+/// Whether the privileged tests can run here; panics under CI when they cannot.
+fn can_run() -> bool {
+    let mut missing = Vec::new();
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if !root {
+        missing.push("root".to_string());
+    }
+    for tool in [
+        "ip", "nft", "iptables", "openssl", "curl", "dnsmasq", "python3", "ss",
+    ] {
+        let ok = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            missing.push(tool.to_string());
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!(
+        "gateway tests need {} (scripts/deps.sh test installs the tools; run as root)",
+        missing.join(", ")
+    );
+    if common::must_not_skip() {
+        panic!("CI=true and {msg}");
+    }
+    eprintln!("SKIPPED: {msg}");
+    false
+}
+
+fn script(rel: &str) -> String {
+    common::root().join(rel).to_string_lossy().into_owned()
+}
+
+/// One test's topology and everything started in it.
+struct Gw {
+    name: String,
+    dir: tempfile::TempDir,
+    children: Vec<Child>,
+    inline: Option<Child>,
+}
+
+impl Gw {
+    fn new(tag: &str) -> Option<Gw> {
+        if !can_run() {
+            return None;
+        }
+        let name = format!("r{}{}", std::process::id() % 1_000_000, tag);
+        let out = Command::new(script("tests/netns/topo.sh"))
+            .args(["up", &name])
+            .output()
+            .expect("run topo.sh");
+        assert!(
+            out.status.success(),
+            "topo.sh up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let g = Gw {
+            name,
+            dir: common::tempdir(),
+            children: Vec::new(),
+            inline: None,
+        };
+        // Certificate and the file the allowed clients download.
+        let d = g.dir.path();
+        let out = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=rmmguard-test",
+            ])
+            .arg("-keyout")
+            .arg(d.join("key.pem"))
+            .arg("-out")
+            .arg(d.join("cert.pem"))
+            .output()
+            .expect("openssl req");
+        assert!(out.status.success(), "openssl req failed");
+        let mut body = Vec::with_capacity(300_000);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..300_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            body.push(x as u8);
+        }
+        std::fs::write(d.join("file.bin"), &body).unwrap();
+        Some(g)
+    }
+
+    fn ns(&self, which: char) -> String {
+        format!("{}-{which}", self.name)
+    }
+
+    fn path(&self, f: &str) -> PathBuf {
+        self.dir.path().join(f)
+    }
+
+    fn cmd(&self, which: char, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.ns(which)]).args(args);
+        c.current_dir(self.dir.path());
+        c
+    }
+
+    fn run(&self, which: char, args: &[&str]) -> Output {
+        self.cmd(which, args).output().expect("ip netns exec")
+    }
+
+    fn spawn(&mut self, which: char, args: &[&str], log: &str) {
+        let f = std::fs::File::create(self.path(log)).unwrap();
+        let c = self
+            .cmd(which, args)
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .expect("spawn");
+        self.children.push(c);
+    }
+
+    /// Waits until something listens on `port` in the server namespace.
+    fn wait_listen(&self, which: char, port: u16, udp: bool) {
+        let flag = if udp { "-Hlun" } else { "-Hltn" };
+        let filter = format!("sport = :{port}");
+        let t0 = Instant::now();
+        loop {
+            let o = self.run(which, &["ss", flag, &filter]);
+            if !String::from_utf8_lossy(&o.stdout).trim().is_empty() {
+                return;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "nothing listens on port {port} in {}",
+                self.ns(which)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn rules(&self, args: &[&str]) {
+        let mut a = vec![script("deploy/gateway-rules.sh")];
+        a.extend(args.iter().map(|s| s.to_string()));
+        let a: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
+        let o = self.run('g', &a);
+        assert!(
+            o.status.success(),
+            "gateway-rules.sh {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    /// The HTTPS server on 443 (threaded, so a connection the gateway refused, which stays
+    /// half-open on the server, does not stall the next one as it would `openssl s_server`).
+    fn tls_server(&mut self) {
+        let p = script("tests/netns/probe.py");
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        self.spawn(
+            's',
+            &["python3", &p, "https", "443", "cert.pem", "key.pem", &dir],
+            "https.log",
+        );
+        self.wait_listen('s', 443, false);
+    }
+
+    fn policy(&self, text: &str) -> String {
+        let p = self.path("policy.toml");
+        std::fs::write(&p, text).unwrap();
+        p.to_string_lossy().into_owned()
+    }
+
+    /// Starts `rmmguard inline` on the gateway and waits until its queues are bound.
+    fn start_inline(&mut self, extra: &[&str]) {
+        let pid = self.path("rmmguard.pid");
+        let _ = std::fs::remove_file(&pid);
+        let bin = common::bin().to_string_lossy().into_owned();
+        let events = self.path("events.json").to_string_lossy().into_owned();
+        let pid_s = pid.to_string_lossy().into_owned();
+        let mut args = vec![
+            bin.as_str(),
+            "inline",
+            "--queues",
+            "0-1",
+            "--events",
+            &events,
+            "--pid-file",
+            &pid_s,
+        ];
+        args.extend_from_slice(extra);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.path("rmmguard.log"))
+            .unwrap();
+        let mut child = self
+            .cmd('g', &args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn rmmguard");
+        let t0 = Instant::now();
+        while !pid.exists() {
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("rmmguard inline exited with {st}: {}", self.log());
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "rmmguard inline did not start: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.inline = Some(child);
+    }
+
+    fn inline_pid(&self) -> u32 {
+        self.inline.as_ref().expect("inline running").id()
+    }
+
+    fn kill9_inline(&mut self) {
+        if let Some(mut c) = self.inline.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.path("rmmguard.log")).unwrap_or_default()
+    }
+
+    /// curl from the client to `https://HOST/file.bin`, HOST resolved to the server.
+    fn curl(&self, host: &str) -> Output {
+        let resolve = format!("{host}:443:{SERVER}");
+        let url = format!("https://{host}/file.bin");
+        let out = self.path(&format!("{host}.out"));
+        let _ = std::fs::remove_file(&out);
+        self.run(
+            'c',
+            &[
+                "curl",
+                "-sS",
+                "-k",
+                "--max-time",
+                "5",
+                "--resolve",
+                &resolve,
+                "-o",
+                &out.to_string_lossy(),
+                &url,
+            ],
+        )
+    }
+
+    fn assert_download_exact(&self, host: &str) {
+        let o = self.curl(host);
+        assert!(
+            o.status.success(),
+            "curl {host} failed: {} (rmmguard log: {})",
+            String::from_utf8_lossy(&o.stderr),
+            self.log()
+        );
+        let got = std::fs::read(self.path(&format!("{host}.out"))).unwrap();
+        let want = std::fs::read(self.path("file.bin")).unwrap();
+        assert!(got == want, "{host}: the downloaded bytes differ");
+    }
+
+    fn assert_curl_reset(&self, host: &str) {
+        let o = self.curl(host);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success(),
+            "curl {host} succeeded through the gateway"
+        );
+        assert!(
+            err.contains("reset by peer"),
+            "curl {host}: expected a connection reset, got: {err}"
+        );
+    }
+
+    /// Waits for an event for `tool` with `action`, and returns it.
+    fn wait_event(&self, tool: &str, action: &str) -> serde_json::Value {
+        let t0 = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(self.path("events.json")).unwrap_or_default();
+            if let Some(e) = common::events(&text)
+                .into_iter()
+                .find(|e| e["rmm"]["tool"] == tool && e["alert"]["action"] == action)
+            {
+                return e;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "no '{action}' event for {tool}; events: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn probe(&self, args: &[&str]) -> String {
+        let p = script("tests/netns/probe.py");
+        let mut a = vec!["python3", p.as_str()];
+        a.extend_from_slice(args);
+        let o = self.run('c', &a);
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn ruleset(&self) -> String {
+        let mut s = String::new();
+        for c in ["iptables-save", "ip6tables-save"] {
+            let o = self.run('g', &[c]);
+            s += &String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .collect::<Vec<_>>()
+                .join("\n");
+        }
+        s += &String::from_utf8_lossy(&self.run('g', &["nft", "list", "ruleset"]).stdout);
+        s
+    }
+}
+
+impl Drop for Gw {
+    fn drop(&mut self) {
+        self.kill9_inline();
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.ns('g'),
+                &script("deploy/gateway-rules.sh"),
+                "down",
+            ])
+            .output();
+        let _ = Command::new(script("tests/netns/topo.sh"))
+            .args(["down", &self.name])
+            .output();
+        // The namespaces are gone.
+        if let Ok(o) = Command::new("ip").args(["netns", "list"]).output() {
+            let l = String::from_utf8_lossy(&o.stdout);
+            if l.lines().any(|x| x.starts_with(&format!("{}-", self.name)))
+                && !std::thread::panicking()
+            {
+                panic!("namespaces of {} left behind: {l}", self.name);
+            }
+        }
+    }
+}
+
+const OUTBOUND_POLICY: &str = r#"
+home_networks = ["10.201.1.0/24", "fd00:201:1::/64"]
+
+[[allow]]
+name = "acme-tenant"
+tool = "screenconnect"
+hosts = ["acme.screenconnect.com"]
+"#;
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn rules_up_down_restores_the_ruleset() {
+    let Some(g) = Gw::new("ru") else { return };
+    // Something of the operator's own, which must survive.
+    assert!(g
+        .run(
+            'g',
+            &["iptables", "-A", "INPUT", "-s", "192.0.2.9", "-j", "DROP"]
+        )
+        .status
+        .success());
+    let before = g.ruleset();
+    for args in [
+        &["up", "--queues", "0-3"][..],
+        &[
+            "up",
+            "--queues",
+            "2",
+            "--fail-closed",
+            "--hooks",
+            "forward,input,output",
+        ][..],
+        &["up", "--drop", "--budget", "8"][..],
+    ] {
+        g.rules(args);
+        let up = g.ruleset();
+        assert!(up.contains("NFQUEUE"), "no queue rule after {args:?}: {up}");
+        assert!(up.contains("rmm_learned4"));
+        assert_eq!(
+            up.contains("--queue-bypass"),
+            !args.contains(&"--fail-closed")
+        );
+        // A second `up` is refused rather than stacking rules.
+        let again = g.run('g', &[&script("deploy/gateway-rules.sh"), "up"]);
+        assert!(!again.status.success());
+        g.rules(&["down"]);
+        assert_eq!(
+            g.ruleset(),
+            before,
+            "down after {args:?} left a different ruleset"
+        );
+    }
+}
+
+#[test]
+fn blocked_tls_sni_is_reset_and_allowed_traffic_passes_byte_for_byte() {
+    let Some(mut g) = Gw::new("tl") else { return };
+    g.tls_server();
+    g.rules(&["up", "--queues", "0-1"]);
+    let pol = g.policy(OUTBOUND_POLICY);
+    g.start_inline(&["--policy", &pol, "--metrics", "127.0.0.1:9977"]);
+    g.assert_curl_reset("relay.teamviewer.com");
+    let e = g.wait_event("teamviewer", "blocked");
+    assert_eq!(e["tls"]["sni"], "relay.teamviewer.com");
+    // The workers publish their counters (about once a second) to the metrics endpoint, which
+    // listens on the gateway namespace's loopback.
+    let t0 = Instant::now();
+    loop {
+        let o = g.run(
+            'g',
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "5",
+                "http://127.0.0.1:9977/metrics",
+            ],
+        );
+        let body = String::from_utf8_lossy(&o.stdout);
+        let packets: f64 = body
+            .lines()
+            .filter(|l| l.starts_with("rmmguard_packets_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        if packets > 0.0 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "metrics: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(e["src_ip"], CLIENT);
+    g.assert_download_exact("www.example.test");
+    g.assert_download_exact("acme.screenconnect.com");
+    let e = g.wait_event("screenconnect", "allowed");
+    assert_eq!(e["rmm"]["policy"], "acme-tenant");
+    // Another tenant of the same tool is not covered by the allow rule.
+    g.assert_curl_reset("evil.screenconnect.com");
+    // The allowed flows were carried by the kernel after the first packets: the queue saw far
+    // fewer packets than the 300 kB transfers took.
+    let o = g.run('g', &["iptables", "-L", "RMMGUARD", "-v", "-n", "-x"]);
+    let t = String::from_utf8_lossy(&o.stdout);
+    let count = |pat: &str| -> u64 {
+        t.lines()
+            .find(|l| l.contains(pat))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    let queued = count("NFQUEUE");
+    let bypassed = count("connmark match  0x1/0x3");
+    assert!(bypassed > queued, "kernel bypass not used: {t}");
+}
+
+#[test]
+fn inline_keeps_only_cap_net_admin() {
+    let Some(mut g) = Gw::new("cp") else { return };
+    g.rules(&["up", "--queues", "0-1"]);
+    g.start_inline(&[]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", g.inline_pid())).unwrap();
+    // `ip netns exec` execs rmmguard in place, so the child's pid is rmmguard's.
+    assert!(status.contains("rmmguard"), "{status}");
+    let field = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .map(|l| l[k.len()..].trim().to_string())
+            .unwrap()
+    };
+    assert_eq!(field("CapEff:"), "0000000000001000", "{status}");
+    assert_eq!(field("CapPrm:"), "0000000000001000");
+    assert_eq!(field("CapBnd:"), "0000000000001000");
+    // Every thread, not only the main one.
+    for t in std::fs::read_dir(format!("/proc/{}/task", g.inline_pid())).unwrap() {
+        let s = std::fs::read_to_string(t.unwrap().path().join("status")).unwrap();
+        assert!(s.contains("CapEff:\t0000000000001000"), "{s}");
+    }
+}
+
+#[test]
+fn dns_learned_address_without_sni_is_refused() {
+    let Some(mut g) = Gw::new("dn") else { return };
+    g.tls_server();
+    g.spawn(
+        's',
+        &[
+            "dnsmasq",
+            "-k",
+            "--conf-file=/dev/null",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--listen-address=10.201.2.2",
+            "--user=root",
+            "--pid-file",
+            "--address=/boot.net.anydesk.com/10.201.2.2",
+        ],
+        "dnsmasq.log",
+    );
+    g.wait_listen('s', 53, true);
+    g.rules(&["up", "--queues", "0-1"]);
+    let pol = g.policy(OUTBOUND_POLICY);
+    g.start_inline(&["--policy", &pol]);
+    let answer = g.probe(&["dns", SERVER, "boot.net.anydesk.com"]);
+    assert_eq!(answer.trim(), SERVER, "DNS answer through the gateway");
+    // TLS to the bare address: no SNI, so only the learned address tells what it is.
+    let o = g.run(
+        'c',
+        &[
+            "curl",
+            "-sS",
+            "-k",
+            "--max-time",
+            "5",
+            "https://10.201.2.2/file.bin",
+            "-o",
+            "/dev/null",
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "TLS to the learned address passed");
+    assert!(
+        err.contains("reset by peer") || o.status.code() == Some(7),
+        "expected a refusal, got: {err}"
+    );
+    // Refused either by rmmguard through the queue (an event) or already by the kernel's
+    // learned-address set, which rmmguard fills in batches: check the set holds it in the end.
+    let t0 = Instant::now();
+    loop {
+        let o = g.run(
+            'g',
+            &["nft", "list", "set", "inet", "rmmguard", "rmm_learned4"],
+        );
+        if String::from_utf8_lossy(&o.stdout).contains(SERVER) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the learned address never reached the kernel set: {}",
+            g.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = g.run(
+        'c',
+        &[
+            "curl",
+            "-sS",
+            "-k",
+            "--max-time",
+            "5",
+            "https://10.201.2.2/file.bin",
+            "-o",
+            "/dev/null",
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    // curl's exit status 7: the connection was refused (a reset answered the SYN).
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "the kernel set did not refuse: {err}"
+    );
+    let text = std::fs::read_to_string(g.path("events.json")).unwrap_or_default();
+    for e in common::events(&text) {
+        if e["alert"]["action"] == "blocked" {
+            assert_eq!(e["rmm"]["method"], "dns_learned_ip", "{e}");
+        }
+    }
+}
+
+#[test]
+fn vnc_banner_on_443_is_blocked() {
+    let Some(mut g) = Gw::new("vn") else { return };
+    let p = script("tests/netns/probe.py");
+    g.spawn(
+        's',
+        &["python3", &p, "banner", "443", &hex(b"RFB 003.008\n")],
+        "vnc.log",
+    );
+    g.wait_listen('s', 443, false);
+    g.rules(&["up", "--queues", "0-1"]);
+    let pol = g.policy(OUTBOUND_POLICY);
+    g.start_inline(&["--policy", &pol]);
+    let out = g.probe(&["connect", SERVER, "443", "--wait", "2"]);
+    assert!(out.starts_with("connect ok"), "{out}");
+    assert!(
+        !out.contains(&hex(b"RFB")),
+        "the VNC banner crossed the gateway: {out}"
+    );
+    assert!(out.contains("reset"), "the client was not reset: {out}");
+    g.wait_event("vnc", "blocked");
+}
+
+#[test]
+fn connection_to_port_5938_is_refused() {
+    let Some(mut g) = Gw::new("tv") else { return };
+    let p = script("tests/netns/probe.py");
+    g.spawn(
+        's',
+        &["python3", &p, "banner", "5938", &hex(b"hello")],
+        "tv.log",
+    );
+    g.wait_listen('s', 5938, false);
+    // Without rmmguard the server answers.
+    let out = g.probe(&["connect", SERVER, "5938"]);
+    assert!(out.contains(&hex(b"hello")), "{out}");
+    g.rules(&["up", "--queues", "0-1"]);
+    let pol = g.policy(OUTBOUND_POLICY);
+    g.start_inline(&["--policy", &pol]);
+    let out = g.probe(&["connect", SERVER, "5938"]);
+    assert!(out.starts_with("connect refused"), "{out}");
+    let e = g.wait_event("teamviewer", "blocked");
+    assert_eq!(e["rmm"]["method"], "port");
+}
+
+#[test]
+fn inbound_rdp_to_a_home_server_is_blocked() {
+    let Some(mut g) = Gw::new("rd") else { return };
+    let p = script("tests/netns/probe.py");
+    // X.224 connection confirm as the answer.
+    g.spawn(
+        's',
+        &["python3", &p, "banner", "3389", "0300000b06d00000123400"],
+        "rdp.log",
+    );
+    g.wait_listen('s', 3389, false);
+    g.rules(&["up", "--queues", "0-1"]);
+    let pol = g.policy("home_networks = [\"10.201.2.0/24\"]\n");
+    g.start_inline(&["--policy", &pol]);
+    // TPKT + X.224 connection request with an RDP negotiation request.
+    let cr = "030000130ee000000000000100080003000000";
+    let out = g.probe(&["connect", SERVER, "3389", "--send", cr]);
+    assert!(
+        !out.contains("0300000b06d0"),
+        "the RDP server answered: {out}"
+    );
+    assert!(out.contains("refused") || out.contains("reset"), "{out}");
+    let e = g.wait_event("rdp", "blocked");
+    assert_eq!(e["direction"], "inbound");
+}
+
+#[test]
+fn kill9_fail_open_passes_new_flows_and_restart_resumes_blocking() {
+    let Some(mut g) = Gw::new("fo") else { return };
+    g.tls_server();
+    g.rules(&["up", "--queues", "0-1"]);
+    let pol = g.policy(OUTBOUND_POLICY);
+    g.start_inline(&["--policy", &pol]);
+    g.assert_curl_reset("relay.teamviewer.com");
+    g.kill9_inline();
+    // No reader: the queue rule's bypass accepts, so new flows pass.
+    g.assert_download_exact("www.example.test");
+    let o = g.curl("relay.teamviewer.com");
+    assert!(o.status.success(), "fail-open did not pass the flow");
+    // Restarted, it blocks again.
+    g.start_inline(&["--policy", &pol]);
+    g.assert_curl_reset("relay.teamviewer.com");
+    g.assert_download_exact("www.example.test");
+}
+
+#[test]
+fn kill9_fail_closed_stops_new_flows_and_restart_resumes() {
+    let Some(mut g) = Gw::new("fc") else { return };
+    g.tls_server();
+    g.rules(&["up", "--queues", "0-1", "--fail-closed"]);
+    let pol = g.policy(&format!("fail_open = false\n{OUTBOUND_POLICY}"));
+    g.start_inline(&["--policy", &pol, "--fail-closed"]);
+    g.assert_download_exact("www.example.test");
+    g.kill9_inline();
+    let o = g.curl("www.example.test");
+    assert!(
+        !o.status.success(),
+        "fail-closed passed a new flow with rmmguard down"
+    );
+    g.start_inline(&["--policy", &pol, "--fail-closed"]);
+    g.assert_download_exact("www.example.test");
+    g.assert_curl_reset("relay.teamviewer.com");
+}
+
+#[test]
+fn reload_applies_a_valid_policy_and_keeps_the_old_one_on_error() {
+    let Some(mut g) = Gw::new("rl") else { return };
+    g.tls_server();
+    g.rules(&["up", "--queues", "0-1"]);
+    let pol = g.policy(OUTBOUND_POLICY);
+    g.start_inline(&["--policy", &pol]);
+    g.assert_curl_reset("relay.teamviewer.com");
+    let pid_file = g.path("rmmguard.pid").to_string_lossy().into_owned();
+    let reload = || {
+        let o = common::run(&["reload", "--pid-file", &pid_file]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    // A broken policy: the reload fails, and the running one stays.
+    std::fs::write(&pol, "default_action = \"explode\"\n").unwrap();
+    reload();
+    let t0 = Instant::now();
+    while !g.log().contains("reload failed") {
+        assert!(t0.elapsed() < Duration::from_secs(10), "{}", g.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    g.assert_curl_reset("relay.teamviewer.com");
+    // A valid one that allows TeamViewer: new flows pass.
+    std::fs::write(
+        &pol,
+        format!("{OUTBOUND_POLICY}\n[[allow]]\nname = \"tv\"\ntool = \"teamviewer\"\n"),
+    )
+    .unwrap();
+    reload();
+    let t0 = Instant::now();
+    loop {
+        if g.curl("relay.teamviewer.com").status.success() {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "the reloaded policy was not applied: {}",
+            g.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn monitor_alerts_and_resets_a_blocked_flow() {
+    let Some(mut g) = Gw::new("mo") else { return };
+    let p = script("tests/netns/probe.py");
+    // A server that reads and never answers, so only an injected reset ends the handshake.
+    g.spawn('s', &["python3", &p, "sink", "443"], "sink.log");
+    g.wait_listen('s', 443, false);
+    let bin = common::bin().to_string_lossy().into_owned();
+    let events = g.path("events.json").to_string_lossy().into_owned();
+    let pid = g.path("monitor.pid");
+    let pid_s = pid.to_string_lossy().into_owned();
+    let pol = g.policy(OUTBOUND_POLICY);
+    g.spawn(
+        'g',
+        &[
+            &bin,
+            "monitor",
+            "--iface",
+            "cl0",
+            "--reset",
+            "--events",
+            &events,
+            "--pid-file",
+            &pid_s,
+            "--policy",
+            &pol,
+        ],
+        "rmmguard.log",
+    );
+    let t0 = Instant::now();
+    while !pid.exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "monitor did not start: {}",
+            g.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid_n = std::fs::read_to_string(&pid).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid_n.trim())).unwrap();
+    assert!(status.contains("CapEff:\t0000000000002000"), "{status}");
+    g.assert_curl_reset("relay.teamviewer.com");
+    g.wait_event("teamviewer", "blocked");
+}
+
+#[test]
+fn reload_without_a_process_is_a_one_line_error() {
+    let dir = common::tempdir();
+    let missing = dir.path().join("none.pid");
+    let o = common::run(&["reload", "--pid-file", &missing.to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.starts_with("rmmguard: cannot read pid file"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1);
+    let bad = dir.path().join("bad.pid");
+    std::fs::write(&bad, "1\n").unwrap();
+    let o = common::run(&["reload", "--pid-file", &bad.to_string_lossy()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("refusing"));
+}

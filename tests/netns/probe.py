@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Test helpers run inside the test namespaces (no third-party modules).
+
+  probe.py connect HOST PORT [--send HEX] [--wait S]
+      connects, optionally sends bytes, reads what comes back; then sends one more byte and
+      reads again (so a flow that the gateway refuses in the kernel answers with a reset).
+      Prints one line per step: "connect ok|refused|reset|timeout", "recv <hex>|reset|eof|timeout".
+  probe.py banner PORT HEX [--bind ADDR]
+      TCP server: on each connection sends the bytes, then echoes what it reads, until closed.
+  probe.py https PORT CERT KEY DIR
+      HTTPS file server (one thread per connection, so a half-open connection left by a blocked
+      client does not stall the next one).
+  probe.py sink PORT
+      TCP server that reads and never answers.
+  probe.py churn HOST PORT N
+      N short connections one after another (connect, read the banner, close); prints the
+      connections per second (for benches/gateway.sh).
+  probe.py dns SERVER NAME
+      one A query over UDP; prints each answered IPv4 address on a line, or "timeout".
+"""
+import socket
+import struct
+import sys
+import threading
+
+
+def classify(e):
+    if isinstance(e, ConnectionRefusedError):
+        return "refused"
+    if isinstance(e, ConnectionResetError):
+        return "reset"
+    if isinstance(e, (socket.timeout, TimeoutError)):
+        return "timeout"
+    return "error " + type(e).__name__
+
+
+def connect(host, port, send, wait):
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.settimeout(wait)
+    try:
+        s.connect((host, port))
+        print("connect ok", flush=True)
+    except OSError as e:
+        print("connect " + classify(e), flush=True)
+        return
+    try:
+        if send:
+            s.sendall(send)
+        for _ in range(2):
+            try:
+                d = s.recv(4096)
+                print("recv " + d.hex() if d else "recv eof", flush=True)
+                if not d:
+                    return
+            except OSError as e:
+                print("recv " + classify(e), flush=True)
+                if not isinstance(e, (socket.timeout, TimeoutError)):
+                    return
+            s.sendall(b"\n")
+    except OSError as e:
+        print("send " + classify(e), flush=True)
+    finally:
+        s.close()
+
+
+def banner(port, data, bind, sink=False):
+    fam = socket.AF_INET6 if ":" in bind else socket.AF_INET
+    srv = socket.socket(fam, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((bind, port))
+    srv.listen(64)
+    print("listening", flush=True)
+
+    def serve(c):
+        try:
+            if sink:
+                while c.recv(4096):
+                    pass
+                return
+            c.sendall(data)
+            while True:
+                d = c.recv(4096)
+                if not d:
+                    break
+                c.sendall(d)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    while True:
+        c, _ = srv.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+
+def https(port, cert, key, root):
+    import functools
+    import http.server
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
+    srv = http.server.ThreadingHTTPServer(("0.0.0.0", port), handler)
+    srv.daemon_threads = True
+
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True, do_handshake_on_connect=False)
+    print("listening", flush=True)
+    srv.serve_forever()
+
+
+def churn(host, port, n):
+    import time
+
+    t0 = time.monotonic()
+    ok = 0
+    for _ in range(n):
+        s = socket.create_connection((host, port), timeout=5)
+        try:
+            if s.recv(64):
+                ok += 1
+        finally:
+            s.close()
+    dt = time.monotonic() - t0
+    print("%.1f" % (ok / dt))
+
+
+def dns(server, name):
+    q = struct.pack(">HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0)
+    for label in name.strip(".").split("."):
+        q += bytes([len(label)]) + label.encode()
+    q += b"\x00" + struct.pack(">HH", 1, 1)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(3)
+    s.sendto(q, (server, 53))
+    try:
+        r, _ = s.recvfrom(4096)
+    except OSError:
+        print("timeout")
+        return
+    an = struct.unpack(">H", r[6:8])[0]
+    i = 12
+    while r[i] != 0:
+        i += r[i] + 1
+    i += 5
+    for _ in range(an):
+        if r[i] & 0xC0 == 0xC0:
+            i += 2
+        else:
+            while r[i] != 0:
+                i += r[i] + 1
+            i += 1
+        typ, _, _, rdlen = struct.unpack(">HHIH", r[i:i + 10])
+        i += 10
+        if typ == 1 and rdlen == 4:
+            print(socket.inet_ntoa(r[i:i + 4]))
+        i += rdlen
+
+
+def main(a):
+    if a[0] == "connect":
+        send = b""
+        wait = 3.0
+        if "--send" in a:
+            send = bytes.fromhex(a[a.index("--send") + 1])
+        if "--wait" in a:
+            wait = float(a[a.index("--wait") + 1])
+        connect(a[1], int(a[2]), send, wait)
+    elif a[0] == "banner":
+        bind = a[a.index("--bind") + 1] if "--bind" in a else "0.0.0.0"
+        banner(int(a[1]), bytes.fromhex(a[2]), bind)
+    elif a[0] == "https":
+        https(int(a[1]), a[2], a[3], a[4])
+    elif a[0] == "sink":
+        banner(int(a[1]), b"", "0.0.0.0", sink=True)
+    elif a[0] == "churn":
+        churn(a[1], int(a[2]), int(a[3]))
+    elif a[0] == "dns":
+        dns(a[1], a[2])
+    else:
+        sys.exit("probe.py: unknown command")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
