@@ -114,6 +114,15 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if !matches!(cli.cmd, Cmd::Inline(_) | Cmd::Monitor(_)) {
+        // A report piped into `head` should end quietly, as other command-line tools do, not
+        // panic on a broken pipe. The long-running modes keep ignoring SIGPIPE: a closed events
+        // pipe must not stop a gateway.
+        // SAFETY: called before any thread is started; SIG_DFL is a valid disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(msg) => {

@@ -61,7 +61,7 @@ impl std::fmt::Debug for Matcher {
 }
 
 fn tool_file(t: &Tool) -> String {
-    format!("port-lists/tools/{}.toml", t.id)
+    t.file.clone()
 }
 
 /// Keeps the stronger of two hits for one key; a conflict between two tools needs a note.

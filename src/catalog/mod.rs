@@ -247,6 +247,8 @@ pub struct Tool {
     pub vendor_url: String,
     /// Indicators.
     pub indicators: Vec<Indicator>,
+    /// The file it was loaded from.
+    pub file: String,
 }
 
 /// The loaded catalogue.
@@ -535,6 +537,7 @@ pub fn parse_tool(file: &str, text: &str) -> Result<Tool, LoadError> {
         category,
         vendor_url: raw.vendor_url,
         indicators,
+        file: file.to_string(),
     })
 }
 
