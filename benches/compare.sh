@@ -35,8 +35,7 @@ OUT="BENCHMARKS.md"
 BIN="target/release/rmmguard"
 BUILD=1
 INSTALL=1
-RULES="${RULES:-/work/shared/indicators/et_open/emerging-remote-access-2026-and-2024.rules}"
-[[ -f "$RULES" ]] || RULES="$ROOT/shared/indicators/et_open/emerging-remote-access-2026-and-2024.rules"
+RULES="${RULES:-$ROOT/../shared/indicators/et_open/emerging-remote-access-2026-and-2024.rules}"
 
 die() { echo "compare.sh: $*" >&2; exit 1; }
 note() { echo "compare.sh: $*" >&2; }
@@ -164,6 +163,7 @@ declare -a NAMES=() CMDS=()
 add() { NAMES+=("$1"); CMDS+=("$2"); }
 if [[ "$HAVE_ANALYZE" == 1 ]]; then
   add "rmmguard analyze" "$BIN analyze --format json $CAPTURE"
+  add "rmmguard analyze --workers 2" "$BIN analyze --workers 2 --format json $CAPTURE"
 fi
 add "ndpiReader" "ndpiReader -i $CAPTURE -q"
 add "suricata (autofp, default)" \
