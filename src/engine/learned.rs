@@ -28,6 +28,7 @@ pub struct Learned {
     pub dropped: AtomicU64,
     /// Addresses learned (inserted or refreshed).
     pub inserted: AtomicU64,
+    last_purge_ns: AtomicU64,
 }
 
 /// The shortest time an address stays learned, whatever the TTL says (seconds).
@@ -41,6 +42,7 @@ impl Learned {
             max,
             dropped: AtomicU64::new(0),
             inserted: AtomicU64::new(0),
+            last_purge_ns: AtomicU64::new(0),
         }
     }
 
@@ -71,7 +73,17 @@ impl Learned {
             expires_ns: now_ns.saturating_add(ttl * 1_000_000_000),
         };
         if self.map.len() >= self.max && !self.map.contains_key(&addr) {
-            self.map.retain(|_, v| v.expires_ns > now_ns);
+            // Purging walks the whole table: at most once a second of packet time, so that a
+            // flood of answers cannot make every insert a full scan.
+            let last = self.last_purge_ns.load(Ordering::Relaxed);
+            if now_ns.saturating_sub(last) >= 1_000_000_000
+                && self
+                    .last_purge_ns
+                    .compare_exchange(last, now_ns, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                self.map.retain(|_, v| v.expires_ns > now_ns);
+            }
             if self.map.len() >= self.max {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 return;

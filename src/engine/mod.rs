@@ -321,6 +321,10 @@ pub struct Engine {
 
 const TOOL_NONE_INDEX: usize = u16::MAX as usize;
 
+/// However its budget is counted, a flow is decided after this many packets (a ClientHello in
+/// 1-byte segments, each acknowledged, takes about 3000).
+const MAX_INSPECTED_PACKETS: u32 = 20_000;
+
 impl Engine {
     /// An engine for worker `worker`.
     pub fn new(
@@ -507,11 +511,15 @@ impl Engine {
         };
         {
             let f = self.table.flow(idx);
-            // A new connection reusing the 5-tuple of one that ended.
-            if (f.flags & flags::CLOSED != 0
-                && p.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN)
-                || self.table.is_expired(idx, ts_ns)
-            {
+            // A new connection reusing the 5-tuple: a SYN after the flow ended, or a SYN with
+            // another initial sequence number than the one this flow started with (a client
+            // reusing its source port while the old flow is still in the table).
+            let syn = p.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
+            let from_client = from_a == f.client_is_a();
+            let reused = syn
+                && (f.flags & flags::CLOSED != 0
+                    || (from_client && f.isn_known & 1 != 0 && f.isn[0] != p.seq.wrapping_add(1)));
+            if reused || self.table.is_expired(idx, ts_ns) {
                 self.end_flow(idx, ts_ns);
                 idx = self.new_flow(ts_ns, key, from_a, p);
             }
@@ -524,7 +532,14 @@ impl Engine {
         if p.proto == decode::IPPROTO_TCP {
             let fl = p.tcp_flags;
             if fl & tcp_flags::RST != 0 {
+                // A reset ends the flow for expiry, but does not end its inspection: a stray
+                // reset (out of window, or one the receiver never sees) must not let the flow
+                // be decided on nothing.
                 f.flags |= flags::RST | flags::CLOSED;
+            }
+            if fl & tcp_flags::SYN != 0 && f.isn_known & (1 << dir) == 0 {
+                f.isn[dir] = p.seq.wrapping_add(1);
+                f.isn_known |= 1 << dir;
             }
             if fl & tcp_flags::FIN != 0 {
                 f.flags |= if from_a { flags::FIN_A } else { flags::FIN_B };
@@ -577,17 +592,23 @@ impl Engine {
             crate::catalog::Proto::Udp
         };
         let m = &self.cfg.catalog.matcher;
-        let (sp, cp) = if client_is_a {
+        let (mut sp, cp) = if client_is_a {
             (key.b_port, key.a_port)
         } else {
             (key.a_port, key.b_port)
         };
         let mut cand = m.port(proto, sp).map(|h| (h, Method::Port));
-        if cand.is_none() && guessed {
-            // Joined mid-flow: the catalogued port may be on the side we took for the client.
+        if cand.is_none() && guessed && proto == crate::catalog::Proto::Tcp {
+            // Joined a TCP flow mid-way: the catalogued port may be on the side we took for the
+            // client. Turn the flow round only when that looks like a service port talking to an
+            // ephemeral one; a client's own ephemeral port that happens to be catalogued (DNS
+            // from source port 3389) must not make it a server. UDP keeps its first sender.
             if let Some(h) = m.port(proto, cp) {
-                cand = Some((h, Method::Port));
-                client_is_a = !client_is_a;
+                if cp < 32768 && sp >= 32768 {
+                    cand = Some((h, Method::Port));
+                    client_is_a = !client_is_a;
+                    sp = cp;
+                }
             }
         }
         let (server, client) = if client_is_a {
@@ -684,18 +705,22 @@ impl Engine {
             }
         };
         let f = self.table.flow_mut(idx);
-        f.inspected = f.inspected.saturating_add(1);
+        // UDP datagrams use up the packet budget; TCP segments only as described below.
+        if !tcp {
+            f.inspected = f.inspected.saturating_add(1);
+        }
         let mut inspected = f.inspected;
         let mut slot = f.slot;
-        let needs_slot = !payload.is_empty() || (tcp && p.tcp_flags & tcp_flags::SYN != 0);
+        // A bare SYN takes no inspection slot: its sequence number is kept in the flow.
+        let needs_slot = !payload.is_empty();
         if slot == NO_SLOT && needs_slot {
             slot = match self.pool.acquire(idx, ts_ns) {
                 Some(s) => s,
                 None => {
-                    // Pool exhausted: finish the oldest inspection on what it has seen.
+                    // Pool exhausted: take the oldest inspection's slot. That flow stays
+                    // undecided (it is not waved through): its next payload is inspected afresh.
                     if let Some((old_slot, old_flow)) = self.pool.oldest() {
                         self.stats.inspect_evicted += 1;
-                        self.finalize(ts_ns, old_flow);
                         self.pool.release(old_slot);
                         self.table.flow_mut(old_flow).slot = NO_SLOT;
                     }
@@ -719,26 +744,39 @@ impl Engine {
             };
             let learned = &self.learned;
             let max_ttl = cfg.policy.learned_ip_max_ttl;
+            let policy = &cfg.policy;
             let mut learn = |(addr, ttl, hit): inspect::Learn| {
-                learned.learn(addr, hit.tool, hit.indicator, ttl, max_ttl, ts_ns);
+                // Never learn the home networks or special-purpose addresses: a DNS answer
+                // must not be able to get the gateway to refuse traffic to them.
+                let ip = decode::to_ip(&addr);
+                if !policy.is_home(&ip) && !special_address(&ip) {
+                    learned.learn(addr, hit.tool, hit.indicator, ttl, max_ttl, ts_ns);
+                }
             };
             if tcp {
+                let (isn, known) = {
+                    let f = self.table.flow(idx);
+                    (f.isn, f.isn_known)
+                };
                 let (st, hs) = self.pool.get(slot);
-                if p.tcp_flags & tcp_flags::SYN != 0 {
-                    st.streams[dir].set_start(p.seq.wrapping_add(1));
+                for (d, (stream, start)) in st.streams.iter_mut().zip(isn).enumerate() {
+                    if known & (1 << d) != 0 {
+                        stream.set_start(start);
+                    }
                 }
                 let stored = st.streams[dir].stored;
                 if st.streams[dir].add(p.seq, payload) {
                     outcome = inspect::inspect_tcp(&ctx, st, hs, &mut learn);
                 }
-                // Segments that bring new stream bytes (in order or not) and pure ACKs do not
-                // use up the packet budget, so a ClientHello cut into 1-byte segments (and the
-                // peer's ACKs) is still read; the prefix cap bounds the free segments.
-                let pure_ack = payload.is_empty()
-                    && p.tcp_flags & (tcp_flags::SYN | tcp_flags::FIN | tcp_flags::RST) == 0;
-                if st.streams[dir].stored != stored || pure_ack {
+                // Only payload that arrives once this direction's prefix is full uses up the
+                // packet budget. Segments with new bytes, retransmissions and old segments
+                // (keep-alives), SYN retransmissions and bare ACKs are free: an attacker cannot
+                // exhaust the budget before the ClientHello is complete. The prefix cap bounds
+                // the new bytes, and the kernel's queue budget bounds the rest.
+                let full = st.streams[dir].full();
+                if st.streams[dir].stored == stored && !payload.is_empty() && full {
                     let f = self.table.flow_mut(idx);
-                    f.inspected = f.inspected.saturating_sub(1);
+                    f.inspected = f.inspected.saturating_add(1);
                     inspected = f.inspected;
                 }
             } else {
@@ -773,10 +811,15 @@ impl Engine {
                     });
                     let contradicted = facts.is_some_and(|fa| fa.other_app);
                     let unnamed = facts.is_some_and(|fa| fa.unnamed);
-                    let closed = f.flags & flags::CLOSED != 0;
+                    let fin_both =
+                        f.flags & (flags::FIN_A | flags::FIN_B) == flags::FIN_A | flags::FIN_B;
+                    let dns_answered = is_dns(&f) && facts.is_some_and(|fa| fa.dns_answered);
+                    let too_long = f.pkts[0].saturating_add(f.pkts[1]) >= MAX_INSPECTED_PACKETS;
                     if inspected >= self.opts.inspect_packets
                         || both_done
-                        || closed
+                        || fin_both
+                        || dns_answered
+                        || too_long
                         || (contradicted && f.candidate_conf == 0 && !is_dns(&f))
                         || (unnamed && f.candidate_method == Method::DnsLearnedIp as u8)
                     {
@@ -980,6 +1023,28 @@ impl Engine {
     pub fn flush(&mut self, ts_ns: u64) {
         for idx in self.table.indices() {
             self.end_flow(idx, ts_ns);
+        }
+    }
+}
+
+/// Addresses a DNS answer must never teach: unspecified, loopback, link-local, multicast,
+/// broadcast and reserved. Private ranges are covered by the policy's home networks (the default
+/// home networks include them), so that a site whose outside world is itself private can say so.
+fn special_address(ip: &std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(a) => {
+            let o = a.octets();
+            a.is_unspecified()
+                || a.is_loopback()
+                || a.is_link_local()
+                || a.is_multicast()
+                || a.is_broadcast()
+                || o[0] == 0
+                || o[0] >= 240
+        }
+        std::net::IpAddr::V6(a) => {
+            let s = a.segments();
+            a.is_unspecified() || a.is_loopback() || a.is_multicast() || (s[0] & 0xffc0) == 0xfe80
         }
     }
 }

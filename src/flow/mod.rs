@@ -9,8 +9,8 @@
 pub mod reassembly;
 
 use foldhash::fast::RandomState;
-use std::hash::BuildHasher;
 use hashbrown::HashTable;
+use std::hash::BuildHasher;
 
 /// Canonical 5-tuple.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -49,9 +49,7 @@ impl std::hash::Hash for FlowKey {
         h.write_u64(w(&self.a, 8));
         h.write_u64(w(&self.b, 0));
         h.write_u64(w(&self.b, 8));
-        h.write_u64(
-            (self.a_port as u64) << 24 | (self.b_port as u64) << 8 | self.proto as u64,
-        );
+        h.write_u64((self.a_port as u64) << 24 | (self.b_port as u64) << 8 | self.proto as u64);
     }
 }
 
@@ -166,6 +164,10 @@ pub struct Flow {
     pub candidate_conf: u8,
     /// Packets dropped (blocked) in this flow.
     pub dropped: u32,
+    /// Sequence number of the first data byte from the client and from the server (SYN + 1).
+    pub isn: [u32; 2],
+    /// Bit 0: the client's is known; bit 1: the server's.
+    pub isn_known: u8,
 }
 
 impl Flow {

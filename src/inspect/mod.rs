@@ -215,8 +215,13 @@ pub struct Facts {
     pub payload: bool,
     /// A DNS response was seen.
     pub dns_answered: bool,
-    /// A QUIC Initial failed to decrypt: do not try again.
-    pub quic_failed: bool,
+    /// The last DNS questions asked on this flow: (id, name hash).
+    pub dns_queries: [(u16, u64); 4],
+    /// Where the next question goes in `dns_queries`.
+    pub dns_next: usize,
+    /// QUIC Initials that failed to decrypt; after [`QUIC_MAX_FAILURES`] the flow is not tried
+    /// again (key derivation costs microseconds).
+    pub quic_failures: u8,
     /// The client's ClientHello was read without a detection; its stream is now searched for
     /// a client Certificate (TLS 1.2 and earlier mutual authentication).
     pub client_cert_pending: bool,
@@ -229,6 +234,9 @@ pub struct Facts {
     /// Application protocol.
     pub app: AppProto,
 }
+
+/// Undecryptable QUIC Initials after which a flow is no longer tried as QUIC.
+pub const QUIC_MAX_FAILURES: u8 = 4;
 
 /// How much of the first UDP datagram each way is kept for the fingerprints.
 pub const FIRST_DGRAM_CAP: usize = 512;
@@ -286,6 +294,11 @@ impl InspectState {
 pub struct InspectPool {
     slots: Vec<InspectState>,
     used: Vec<bool>,
+    /// Generation of each slot, bumped on every acquire.
+    gen: Vec<u32>,
+    /// Slots in the order they were taken: (slot, generation). Entries of released slots are
+    /// skipped lazily, so finding the oldest inspection is amortised O(1).
+    order: std::collections::VecDeque<(u32, u32)>,
     free: Vec<u32>,
     in_use: usize,
     max: usize,
@@ -293,6 +306,10 @@ pub struct InspectPool {
     quic: Vec<quic::QuicScratch>,
     quic_free: Vec<u32>,
     quic_max: usize,
+    /// The slot each QUIC scratch belongs to (for taking it back when all are in use).
+    quic_owner: Vec<u32>,
+    /// Round-robin hand over the QUIC scratches for taking one back.
+    quic_hand: usize,
     /// A scratch buffer for joining TLS handshake fragments (one per worker).
     pub hs: tls::HandshakeScratch,
 }
@@ -304,6 +321,8 @@ impl InspectPool {
         InspectPool {
             slots: Vec::new(),
             used: Vec::new(),
+            gen: Vec::new(),
+            order: std::collections::VecDeque::new(),
             free: Vec::new(),
             in_use: 0,
             max: max.max(1),
@@ -311,6 +330,8 @@ impl InspectPool {
             quic: Vec::new(),
             quic_free: Vec::new(),
             quic_max,
+            quic_owner: Vec::new(),
+            quic_hand: 0,
             hs: tls::HandshakeScratch::new(),
         }
     }
@@ -333,6 +354,7 @@ impl InspectPool {
             None if self.slots.len() < self.max => {
                 self.slots.push(InspectState::new(self.stream_cap));
                 self.used.push(false);
+                self.gen.push(0);
                 (self.slots.len() - 1) as u32
             }
             None => return None,
@@ -343,17 +365,27 @@ impl InspectPool {
         s.since_ns = now_ns;
         self.used[idx as usize] = true;
         self.in_use += 1;
+        let g = self.gen[idx as usize].wrapping_add(1);
+        self.gen[idx as usize] = g;
+        self.order.push_back((idx, g));
+        if self.order.len() > 2 * self.max + 64 {
+            // Drop the entries of released slots (amortised: at most once per `max` acquires).
+            let (used, gen) = (&self.used, &self.gen);
+            self.order
+                .retain(|&(s, g)| used[s as usize] && gen[s as usize] == g);
+        }
         Some(idx)
     }
 
     /// The oldest slot in use (the eviction candidate when the pool is exhausted): (slot, flow).
-    pub fn oldest(&self) -> Option<(u32, u32)> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| self.used[*i])
-            .min_by_key(|(_, s)| s.since_ns)
-            .map(|(i, s)| (i as u32, s.flow))
+    pub fn oldest(&mut self) -> Option<(u32, u32)> {
+        while let Some(&(slot, g)) = self.order.front() {
+            if self.used[slot as usize] && self.gen[slot as usize] == g {
+                return Some((slot, self.slots[slot as usize].flow));
+            }
+            self.order.pop_front();
+        }
+        None
     }
 
     /// Returns a slot.
@@ -375,6 +407,13 @@ impl InspectPool {
         (&mut self.slots[idx as usize], &mut self.hs)
     }
 
+    /// Gives back slot `idx`'s QUIC scratch (after an Initial that did not decrypt).
+    pub fn release_quic(&mut self, idx: u32) {
+        if let Some(q) = self.slots[idx as usize].quic.take() {
+            self.quic_free.push(q);
+        }
+    }
+
     /// The QUIC scratch of slot `idx` (taken on first use), with the slot's facts.
     pub fn quic_for(&mut self, idx: u32) -> Option<(&mut quic::QuicScratch, &mut InspectState)> {
         let q = match self.slots[idx as usize].quic {
@@ -384,11 +423,24 @@ impl InspectPool {
                     Some(q) => q,
                     None if self.quic.len() < self.quic_max => {
                         self.quic.push(quic::QuicScratch::new());
+                        self.quic_owner.push(idx);
                         (self.quic.len() - 1) as u32
                     }
-                    None => return None,
+                    None if self.quic.is_empty() => return None,
+                    None => {
+                        // All in use: take one back from another flow, round robin, so that a
+                        // flood of half-finished handshakes cannot switch QUIC inspection off.
+                        self.quic_hand = (self.quic_hand + 1) % self.quic.len();
+                        let q = self.quic_hand as u32;
+                        let owner = self.quic_owner[q as usize] as usize;
+                        if self.slots.get(owner).and_then(|s| s.quic) == Some(q) {
+                            self.slots[owner].quic = None;
+                        }
+                        q
+                    }
                 };
                 self.quic[q as usize].clear();
+                self.quic_owner[q as usize] = idx;
                 self.slots[idx as usize].quic = Some(q);
                 q
             }
@@ -632,34 +684,69 @@ pub fn dns_message(
     let (n, _qtype, after_q) = dns::question(msg, &mut name).ok()?;
     f.app = AppProto::Dns;
     f.host.set(&name[..n]);
+    let qhash = name_hash(&name[..n]);
     let mut det = ctx
         .m
         .domain(&name[..n])
         .map(|hit| (hit, evidence(&name[..n])));
-    if h.response {
+    if !h.response {
+        // Remember the question, so that only an answer to it teaches addresses.
+        f.dns_queries[f.dns_next % f.dns_queries.len()] = (h.id, qhash);
+        f.dns_next = f.dns_next.wrapping_add(1);
+    } else {
         f.dns_answered = true;
+        // An answer teaches addresses only if it answers a question seen on this flow (same id,
+        // same name): a spoofed or unsolicited response teaches nothing.
+        let asked = f
+            .dns_queries
+            .iter()
+            .any(|&(id, q)| q != 0 && id == h.id && q == qhash);
         if h.rcode == 0 {
-            if det.is_none() {
-                // Does the CNAME chain reach a catalogued name?
-                let _ = dns::answers(msg, after_q, h.ancount, 32, |_, _, rd| {
-                    if let (None, dns::Rdata::Cname(off)) = (&det, rd) {
+            // The names on the CNAME chain from the question: only records owned by those
+            // names count, whatever else the answer section holds.
+            let mut chain = [0u64; 8];
+            chain[0] = qhash;
+            let mut len = 1usize;
+            for _ in 0..chain.len() {
+                let before = len;
+                let _ = dns::answers(msg, after_q, h.ancount, 32, |owner, _, rd| {
+                    if let dns::Rdata::Cname(off) = rd {
                         let mut t = [0u8; dns::MAX_NAME];
-                        if let Ok((l, _)) = dns::read_name(msg, off, &mut t) {
-                            if let Some(hit) = ctx.m.domain(&t[..l]) {
-                                let mut ev = evidence(&name[..n]);
-                                ev.push(b" -> ");
-                                ev.push(&t[..l]);
-                                det = Some((hit, ev));
+                        let Ok((l, _)) = dns::read_name(msg, off, &mut t) else {
+                            return;
+                        };
+                        let th = name_hash(&t[..l]);
+                        if chain[..len].contains(&name_hash(owner))
+                            && !chain[..len].contains(&th)
+                            && len < chain.len()
+                        {
+                            chain[len] = th;
+                            len += 1;
+                            if det.is_none() {
+                                if let Some(hit) = ctx.m.domain(&t[..l]) {
+                                    let mut ev = evidence(&name[..n]);
+                                    ev.push(b" -> ");
+                                    ev.push(&t[..l]);
+                                    det = Some((hit, ev));
+                                }
                             }
                         }
                     }
                 });
+                if len == before {
+                    break;
+                }
             }
-            if let Some((hit, _)) = det {
-                let _ = dns::answers(msg, after_q, h.ancount, 32, |_, ttl, rd| match rd {
-                    dns::Rdata::A(a) => learn((crate::decode::v4_mapped(a), ttl, hit)),
-                    dns::Rdata::Aaaa(a) => learn((a, ttl, hit)),
-                    _ => {}
+            if let (Some((hit, _)), true) = (det, asked) {
+                let _ = dns::answers(msg, after_q, h.ancount, 32, |owner, ttl, rd| {
+                    if !chain[..len].contains(&name_hash(owner)) {
+                        return;
+                    }
+                    match rd {
+                        dns::Rdata::A(a) => learn((crate::decode::v4_mapped(a), ttl, hit)),
+                        dns::Rdata::Aaaa(a) => learn((a, ttl, hit)),
+                        _ => {}
+                    }
                 });
             }
         }
@@ -677,6 +764,16 @@ pub fn dns_message(
             Outcome::Continue
         }
     })
+}
+
+/// FNV-1a of a (lower-cased) name; 0 is kept for "none".
+fn name_hash(name: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in name {
+        h ^= b.to_ascii_lowercase() as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h | 1
 }
 
 fn fp(ctx: &Ctx<'_>, f: &mut Facts, data: &[u8], peer: &[u8], dgram: u32) -> Option<Outcome> {
@@ -834,7 +931,7 @@ pub fn inspect_udp(
             }
         }
     }
-    let quic_tried = pool.slots[slot as usize].facts.quic_failed;
+    let quic_tried = pool.slots[slot as usize].facts.quic_failures >= QUIC_MAX_FAILURES;
     if dir == 0 && !quic_tried && quic::quic_version(payload).is_some() {
         if let Some((q, st)) = pool.quic_for(slot) {
             match quic::feed_client_datagram(payload, q) {
@@ -847,9 +944,12 @@ pub fn inspect_udp(
                     st.facts.app = AppProto::Quic;
                     return Outcome::Continue;
                 }
-                // An Initial that does not decrypt: not QUIC we can read. Key derivation costs
-                // a few microseconds, so the flow is not tried again.
-                _ => st.facts.quic_failed = true,
+                // An Initial that does not decrypt: a decoy, or not QUIC we can read. One decoy
+                // must not switch inspection off, so the flow is retried a few times.
+                _ => {
+                    st.facts.quic_failures = st.facts.quic_failures.saturating_add(1);
+                    pool.release_quic(slot);
+                }
             }
         }
     }
