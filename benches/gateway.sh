@@ -1,20 +1,46 @@
 #!/usr/bin/env bash
 # Throughput of the namespace gateway with and without `rmmguard inline` (not a test).
 #
-#   benches/gateway.sh [REPS]        (as root; default 5 repetitions of each measurement)
+#   benches/gateway.sh [REPS] [-- RULES-OPTIONS...]
+#       (as root; default 5 repetitions of each measurement, at most 20; options after `--` go
+#       to `gateway-rules.sh up`, e.g. `-- --budget 16`)
 #
 # Topology: tests/netns/topo.sh (client <-> gateway <-> server over veth). Two measurements, each
-# first on the bare gateway (no rules, no rmmguard), then with `gateway-rules.sh up --queues 0-1`
-# and `rmmguard inline --queues 0-1`:
+# on the bare gateway (no rules, no rmmguard) and with `gateway-rules.sh up --queues 0-1` and
+# `rmmguard inline --queues 0-1`:
 # - bulk: iperf3 TCP, 5 s, one allowed flow (bits/s at the receiver);
 # - churn: 2000 short TCP connections one after another (connect, read a 5-byte banner, close),
 #   connections/s.
+# Each repetition measures bare, then inline (rules up, rmmguard started, then both taken down
+# again), so that a change in the machine's background load hits both sides alike.
 # Prints the medians and the ratios inline/bare. Targets: bulk >= 95 %, churn >= 80 %.
+#
+# Environment: RMMGUARD (the binary), RULES (the rules script, to compare versions of it), and
+# BENCH_RT=1, which runs the churn client, its servers and rmmguard under SCHED_FIFO (chrt -f 50),
+# bare and inline alike: on a small machine shared with other work (builds, tests), the churn
+# rate otherwise follows the background load more than the gateway (2 vCPUs here: bare runs
+# from 400 to 4000 connections/s). Bulk (iperf3) always runs at normal priority.
+#
+# Every churn run talks to its own server port. The client closes first, so each connection
+# leaves a TIME_WAIT socket for 60 s; against a single server port, the 2000 x 2 x REPS
+# connections of one run of this script fill the client's ephemeral port range with TIME_WAIT
+# sockets for the same 4-tuple, and connect() then scans thousands of ports per call: the rate
+# collapses to a few hundred connections/s on the bare gateway as much as inline (and ends in
+# EADDRNOTAVAIL). A fresh server port gives fresh 4-tuples, so every run starts alike.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 reps=${1:-5}
+[ $# -gt 0 ] && shift
+[ "${1:-}" = "--" ] && shift
+rules_opts=("$@")
+[[ "$reps" =~ ^[0-9]+$ ]] && [ "$reps" -ge 1 ] && [ "$reps" -le 20 ] \
+  || { echo "bad REPS '$reps' (1 to 20)" >&2; exit 2; }
 bin=${RMMGUARD:-$root/target/release/rmmguard}
+# The rules script (RULES=... to compare another version of it).
+rules=${RULES:-$root/deploy/gateway-rules.sh}
 [ -x "$bin" ] || { echo "build first: cargo build --release (or set RMMGUARD)" >&2; exit 2; }
+rt=()
+[ "${BENCH_RT:-0}" = 1 ] && rt=(chrt -f 50)
 for t in iperf3 python3 ip nft iptables; do
   command -v "$t" >/dev/null || { echo "missing $t (scripts/deps.sh test)" >&2; exit 2; }
 done
@@ -23,46 +49,73 @@ topo=$root/tests/netns/topo.sh
 probe=$root/tests/netns/probe.py
 work=$(mktemp -d)
 pids=()
+inline_pid=
+# Server ports of the churn runs: 7000 + 2 * rep (bare) and + 1 (inline); none is catalogued.
+port0=7000
 cleanup() {
+  [ -n "$inline_pid" ] && kill "$inline_pid" 2>/dev/null || true
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  ip netns exec "$name-g" "$root/deploy/gateway-rules.sh" down >/dev/null 2>&1 || true
+  ip netns exec "$name-g" "$rules" down >/dev/null 2>&1 || true
   "$topo" down "$name" || true
   rm -rf "$work"
 }
 trap cleanup EXIT
 "$topo" up "$name"
 ip netns exec "$name-s" iperf3 -s -p 5201 >/dev/null 2>&1 & pids+=($!)
-ip netns exec "$name-s" python3 "$probe" banner 7000 68656c6c6f >/dev/null 2>&1 & pids+=($!)
-until ip netns exec "$name-s" ss -Hltn 'sport = :7000' | grep -q .; do sleep 0.1; done
+for i in $(seq 0 $((2 * reps - 1))); do
+  ip netns exec "$name-s" "${rt[@]}" python3 "$probe" banner $((port0 + i)) 68656c6c6f >/dev/null 2>&1 &
+  pids+=($!)
+done
+for i in $(seq 0 $((2 * reps - 1))); do
+  until ip netns exec "$name-s" ss -Hltn "sport = :$((port0 + i))" | grep -q .; do sleep 0.1; done
+done
 until ip netns exec "$name-s" ss -Hltn 'sport = :5201' | grep -q .; do sleep 0.1; done
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
-measure() { # $1 = label
-  local bulk=() churn=()
-  for _ in $(seq "$reps"); do
-    bulk+=("$(ip netns exec "$name-c" iperf3 -c 10.201.2.2 -p 5201 -t 5 -J \
-      | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"])')")
-    churn+=("$(ip netns exec "$name-c" python3 "$probe" churn 10.201.2.2 7000 2000)")
-  done
-  echo "$1 bulk_bps: ${bulk[*]}" >&2
-  echo "$1 churn_cps: ${churn[*]}" >&2
-  printf '%s\n' "${bulk[@]}" | median > "$work/$1.bulk"
-  printf '%s\n' "${churn[@]}" | median > "$work/$1.churn"
+bulk_once() {
+  ip netns exec "$name-c" iperf3 -c 10.201.2.2 -p 5201 -t 5 -J \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"])'
+}
+churn_once() { # $1 = server port
+  ip netns exec "$name-c" "${rt[@]}" python3 "$probe" churn 10.201.2.2 "$1" 2000
 }
 
-measure bare
-ip netns exec "$name-g" "$root/deploy/gateway-rules.sh" up --queues 0-1 >/dev/null
-ip netns exec "$name-g" "$bin" inline --queues 0-1 --pid-file "$work/pid" 2>"$work/rmmguard.log" & pids+=($!)
-until [ -e "$work/pid" ]; do sleep 0.05; done
-measure inline
-queued=$(ip netns exec "$name-g" iptables -L RMMGUARD -v -n -x | awk '/NFQUEUE/ {print $1}')
-bypassed=$(ip netns exec "$name-g" iptables -L RMMGUARD -v -n -x | awk '/connmark match  0x1\/0x3/ {print $1; exit}')
+inline_up() {
+  ip netns exec "$name-g" "$rules" up --queues 0-1 "${rules_opts[@]}" >/dev/null
+  rm -f "$work/pid"
+  ip netns exec "$name-g" "${rt[@]}" "$bin" inline --queues 0-1 --pid-file "$work/pid" 2>>"$work/rmmguard.log" &
+  inline_pid=$!
+  until [ -e "$work/pid" ]; do sleep 0.05; done
+}
+inline_down() {
+  # Counters of the last repetition (printed at the end).
+  ip netns exec "$name-g" iptables -L -v -n -x >"$work/counters"
+  kill "$inline_pid"
+  wait "$inline_pid" || true
+  inline_pid=
+  ip netns exec "$name-g" "$rules" down >/dev/null
+}
 
-b0=$(cat "$work/bare.bulk"); b1=$(cat "$work/inline.bulk")
-c0=$(cat "$work/bare.churn"); c1=$(cat "$work/inline.churn")
-awk -v b0="$b0" -v b1="$b1" -v c0="$c0" -v c1="$c1" -v q="$queued" -v k="$bypassed" -v r="$reps" 'BEGIN {
+bare_bulk=() bare_churn=() in_bulk=() in_churn=()
+for r in $(seq 0 $((reps - 1))); do
+  bare_churn+=("$(churn_once $((port0 + 2 * r)))")
+  bare_bulk+=("$(bulk_once)")
+  inline_up
+  in_churn+=("$(churn_once $((port0 + 2 * r + 1)))")
+  in_bulk+=("$(bulk_once)")
+  inline_down
+done
+echo "bare bulk_bps: ${bare_bulk[*]}" >&2
+echo "bare churn_cps: ${bare_churn[*]}" >&2
+echo "inline bulk_bps: ${in_bulk[*]}" >&2
+echo "inline churn_cps: ${in_churn[*]}" >&2
+b0=$(printf '%s\n' "${bare_bulk[@]}" | median); b1=$(printf '%s\n' "${in_bulk[@]}" | median)
+c0=$(printf '%s\n' "${bare_churn[@]}" | median); c1=$(printf '%s\n' "${in_churn[@]}" | median)
+queued=$(awk '/NFQUEUE/ {s += $1} END {print s + 0}' "$work/counters")
+bypassed=$(awk '/connmark match  0x1\/0x3/ {print $1; exit}' "$work/counters")
+awk -v b0="$b0" -v b1="$b1" -v c0="$c0" -v c1="$c1" -v q="$queued" -v k="${bypassed:-0}" -v r="$reps" 'BEGIN {
   printf "bulk  (iperf3 -t 5, median of %d): bare %.2f Gbit/s, inline %.2f Gbit/s, ratio %.1f %% (target >= 95 %%)\n", r, b0/1e9, b1/1e9, 100*b1/b0
   printf "churn (2000 short connections, median of %d): bare %.0f conn/s, inline %.0f conn/s, ratio %.1f %% (target >= 80 %%)\n", r, c0, c1, 100*c1/c0
-  printf "packets queued to rmmguard: %d; packets carried by the kernel bypass (ct mark 1): %d\n", q, k
+  printf "last repetition: packets queued to rmmguard %d (%.1f per churn connection); packets carried by the kernel bypass (ct mark 1) %d\n", q, q/2000, k
 }'

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Adds or removes rmmguard's kernel rules in the CURRENT network namespace.
 #
-#   gateway-rules.sh up   [--queues 0-3] [--fail-closed] [--budget N] [--hooks forward[,input,output]]
+#   gateway-rules.sh up   [--queues 0-3] [--fail-closed] [--budget N] [--tcp-budget N]
+#                         [--tcp-queue payload|all] [--hooks forward[,input,output]]
 #                         [--drop] [--backend auto|nft|iptables]
 #   gateway-rules.sh down
 #   gateway-rules.sh status
@@ -13,9 +14,18 @@
 #   conntrack mark, then is accepted, rejected or dropped;
 # - addresses learned from DNS for blocked tools (sets rmm_learned4 / rmm_learned6, filled by
 #   rmmguard, per-element timeouts) are refused for new flows;
-# - only flows still undecided (conntrack mark 0) and within the budget of N packets (both
-#   directions) are queued to rmmguard. With the default --queue-bypass the kernel accepts
-#   queued packets when no rmmguard is bound (fail-open); --fail-closed drops them instead.
+# - only flows still undecided (conntrack mark 0) are queued to rmmguard, and only within a budget
+#   of packets (counted by conntrack, both directions): --budget N (default 32) for UDP and other
+#   protocols, --tcp-budget N (default 20000) for TCP. The TCP budget is large on purpose: the
+#   engine reads up to 4096 bytes of each TCP direction whatever the segment sizes, and a budget
+#   cut short would let the rest of a ClientHello sent as 1-byte segments pass unread. The
+#   engine itself decides every TCP flow within that much (see docs/deploy.md);
+# - of an undecided TCP flow, with --tcp-queue payload (the default), every packet is queued
+#   except pure ACKs: ACK set, SYN, FIN and RST clear, and no payload byte, which is checked
+#   exactly: IP total length == IP header + TCP header length (IPv4 without options and not a
+#   fragment; IPv6 whose next header is TCP; everything else is queued). --tcp-queue all queues
+#   every packet. With the default --queue-bypass the kernel accepts queued packets when no
+#   rmmguard is bound (fail-open); --fail-closed drops them instead.
 #
 # Backends: the native nftables `queue` statement when the kernel has it (CONFIG_NFT_QUEUE),
 # otherwise iptables-nft (chain RMMGUARD, jumped to from the hooks) for the queue and mark rules;
@@ -25,11 +35,14 @@ set -euo pipefail
 
 TABLE=rmmguard
 CHAIN=RMMGUARD
+TCHAIN=RMMGUARD_TCP
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 queues=0
 fail_closed=0
 budget=32
+tcp_budget=20000
+tcp_queue=payload
 hooks=forward
 backend=auto
 block=reject
@@ -41,16 +54,31 @@ while [ $# -gt 0 ]; do
     --queues) queues=${2:?--queues needs a value}; shift 2 ;;
     --fail-closed) fail_closed=1; shift ;;
     --budget) budget=${2:?--budget needs a value}; shift 2 ;;
+    --tcp-budget) tcp_budget=${2:?--tcp-budget needs a value}; shift 2 ;;
+    --tcp-queue) tcp_queue=${2:?--tcp-queue needs a value}; shift 2 ;;
     --hooks) hooks=${2:?--hooks needs a value}; shift 2 ;;
     --backend) backend=${2:?--backend needs a value}; shift 2 ;;
     --drop) block=drop; shift ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) die "unknown option '$1'" ;;
   esac
 done
 
 [[ "$budget" =~ ^[0-9]+$ ]] && [ "$budget" -ge 1 ] && [ "$budget" -le 1000000 ] \
   || die "bad --budget '$budget' (1 to 1000000 packets)"
+[[ "$tcp_budget" =~ ^[0-9]+$ ]] && [ "$tcp_budget" -ge 1 ] && [ "$tcp_budget" -le 1000000 ] \
+  || die "bad --tcp-budget '$tcp_budget' (1 to 1000000 packets)"
+# The engine reads up to 4096 bytes of each TCP direction whatever the segment sizes, then up to
+# 16 more packets: 2 x 2 x (4096 + 16) packets with one ACK for each segment.
+if [ "$cmd" = up ] && [ "$tcp_budget" -lt 16448 ]; then
+  echo "gateway-rules.sh: warning: with --tcp-budget $tcp_budget, a TCP flow that sends its first" \
+    "bytes in many small segments can pass before rmmguard has read them (16448 or more keeps" \
+    "every such byte inspected)" >&2
+fi
+case "$tcp_queue" in
+  payload|all) ;;
+  *) die "bad --tcp-queue '$tcp_queue' (payload, all)" ;;
+esac
 if [[ "$queues" =~ ^([0-9]+)-([0-9]+)$ ]]; then
   qlo=${BASH_REMATCH[1]}; qhi=${BASH_REMATCH[2]}
 elif [[ "$queues" =~ ^[0-9]+$ ]]; then
@@ -86,7 +114,9 @@ native_queue() {
 
 queue_nft() {
   local q
-  if [ "$qlo" = "$qhi" ]; then q="queue num $qlo"; else q="queue num $qlo-$qhi fanout"; fi
+  # A range without `fanout` spreads flows by a hash of the addresses, so that every packet of a
+  # flow meets the same worker; `fanout` would spread them by CPU and split flows.
+  if [ "$qlo" = "$qhi" ]; then q="queue num $qlo"; else q="queue num $qlo-$qhi"; fi
   [ "$fail_closed" = 1 ] || q="$q bypass"
   echo "$q"
 }
@@ -132,17 +162,53 @@ nft_table() {
       echo "    meta mark & 3 == 2 ct mark set ct mark | 2 meta l4proto tcp reject with tcp reset"
       echo "    meta mark & 3 == 2 reject"
       echo "    meta mark & 3 == 3 ct mark set ct mark | 3 drop"
+      echo "    ct mark & 3 == 0 meta l4proto tcp goto tcp_$h"
       echo "    ct mark & 3 == 0 ct packets < $budget $(queue_nft)"
     fi
     echo "  }"
+    if [ "$native" = 1 ]; then
+      # Undecided TCP flows (see exempt_tests for the pure-ACK tests).
+      echo "  chain tcp_$h {"
+      if [ "$tcp_queue" != all ]; then
+        for d in 8 5 6 7 9 10 11 12 13 14 15; do
+          echo "    ip hdrlength 5 ip frag-off & 0x3fff == 0 tcp flags & (fin | syn | rst | ack) == ack tcp doff $d meta length $((20 + 4 * d)) return"
+          echo "    ip6 nexthdr tcp tcp flags & (fin | syn | rst | ack) == ack tcp doff $d meta length $((40 + 4 * d)) return"
+        done
+      fi
+      echo "    ct packets < $tcp_budget $(queue_nft)"
+      echo "  }"
+    fi
   done
   echo "}"
 }
 
+# The tests that exempt a pure ACK of an undecided TCP flow from the queue, one line per TCP
+# header length (data offset 5 to 15 words; 8, with timestamps, first), for `iptables` ($1 = 4) or
+# `ip6tables` ($1 = 6). A packet is exempt only when all of these hold, read from the packet:
+# - IPv4: header length 5 words (no options), not a fragment (MF clear, offset 0);
+#   IPv6: next header TCP (no extension header);
+# - TCP flags: ACK set; SYN, FIN and RST clear (a SYN-ACK is queued even without payload: it
+#   gives the engine the start of the server's byte stream);
+# - data offset d, and the packet's length (iptables-nft checks the skb length, which the IP layer
+#   trimmed to the IP total length) exactly the IP header plus 4 * d bytes: not one payload byte.
+# A packet too short for the tests to read fails them, and is queued.
+exempt_tests() {
+  local fam=$1 d v
+  for d in 8 5 6 7 9 10 11 12 13 14 15; do
+    v=$(( (d << 12) | 0x10 ))
+    if [ "$fam" = 4 ]; then
+      echo "-m u32 --u32 0>>24&0xF=5&&4&0x3FFF=0&&32>>16&0xF017=$v -m length --length $((20 + 4 * d))"
+    else
+      echo "-m u32 --u32 4>>8&0xFF=6&&52>>16&0xF017=$v -m length --length $((40 + 4 * d))"
+    fi
+  done
+}
+
 ipt_up() {
-  local t=$1 unreach=$2 q
+  local t=$1 unreach=$2 fam=$3 q tests
   read -r -a q <<<"$(queue_ipt)"
   $t -w -N "$CHAIN"
+  $t -w -N "$TCHAIN"
   $t -w -A "$CHAIN" -m connmark --mark 1/3 -j ACCEPT
   $t -w -A "$CHAIN" -m connmark --mark 2/3 -p tcp -j REJECT --reject-with tcp-reset
   $t -w -A "$CHAIN" -m connmark --mark 2/3 -j REJECT --reject-with "$unreach"
@@ -154,7 +220,17 @@ ipt_up() {
   $t -w -A "$CHAIN" -m mark --mark 2/3 -j REJECT --reject-with "$unreach"
   $t -w -A "$CHAIN" -m mark --mark 3/3 -j CONNMARK --save-mark --nfmask 3 --ctmask 3
   $t -w -A "$CHAIN" -m mark --mark 3/3 -j DROP
+  # Undecided TCP flows: goto, so that a RETURN in $TCHAIN (an exempt pure ACK) goes back to
+  # the hook's chain, past the queue rule below.
+  $t -w -A "$CHAIN" -p tcp -m connmark --mark 0/3 -g "$TCHAIN"
   $t -w -A "$CHAIN" -m connmark --mark 0/3 -m connbytes --connbytes "0:$budget" \
+    --connbytes-dir both --connbytes-mode packets -j NFQUEUE "${q[@]}"
+  if [ "$tcp_queue" != all ]; then
+    while read -r -a tests; do
+      $t -w -A "$TCHAIN" -p tcp "${tests[@]}" -j RETURN
+    done < <(exempt_tests "$fam")
+  fi
+  $t -w -A "$TCHAIN" -m connbytes --connbytes "0:$tcp_budget" \
     --connbytes-dir both --connbytes-mode packets -j NFQUEUE "${q[@]}"
   for c in "${hook_chains[@]}"; do
     $t -w -I "$c" 1 -j "$CHAIN"
@@ -169,10 +245,17 @@ ipt_down() {
       $t -w -D "$c" -j "$CHAIN"
     done
   done
-  if $t -w -L "$CHAIN" -n >/dev/null 2>&1; then
-    $t -w -F "$CHAIN"
-    $t -w -X "$CHAIN"
-  fi
+  local c
+  for c in "$CHAIN" "$TCHAIN"; do
+    if $t -w -L "$c" -n >/dev/null 2>&1; then
+      $t -w -F "$c"
+    fi
+  done
+  for c in "$CHAIN" "$TCHAIN"; do
+    if $t -w -L "$c" -n >/dev/null 2>&1; then
+      $t -w -X "$c"
+    fi
+  done
 }
 
 is_up() {
@@ -246,14 +329,15 @@ case "$cmd" in
       for m in "${created[@]}"; do
         nft add set inet "$TABLE" "$m" "{ type ipv4_addr; }"
       done
-      ipt_up iptables icmp-port-unreachable
+      ipt_up iptables icmp-port-unreachable 4
       if command -v ip6tables >/dev/null 2>&1; then
-        ipt_up ip6tables icmp6-port-unreachable
+        ipt_up ip6tables icmp6-port-unreachable 6
       fi
     fi
     trap - ERR
     mode=fail-open; [ "$fail_closed" = 1 ] && mode=fail-closed
-    echo "gateway-rules.sh: up ($backend backend, queues $qlo-$qhi, budget $budget packets, $mode)"
+    echo "gateway-rules.sh: up ($backend backend, queues $qlo-$qhi, budget $budget packets, TCP" \
+      "budget $tcp_budget packets, TCP queue $tcp_queue, $mode)"
     ;;
   down)
     down

@@ -11,6 +11,7 @@
 //! They need root. Without it they skip with a message, except under `CI=true`, where they fail.
 
 mod common;
+mod support;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -342,6 +343,21 @@ impl Gw {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
+    /// `iptables -L -v -n -x` on the gateway (every chain).
+    fn counters(&self) -> String {
+        let o = self.run('g', &["iptables", "-L", "-v", "-n", "-x"]);
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// The packets counted by the IPv4 rules whose line contains `pat`, added up.
+    fn counter(&self, pat: &str) -> u64 {
+        self.counters()
+            .lines()
+            .filter(|l| l.contains(pat))
+            .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     fn ruleset(&self) -> String {
         let mut s = String::new();
         for c in ["iptables-save", "ip6tables-save"] {
@@ -424,10 +440,17 @@ fn rules_up_down_restores_the_ruleset() {
             "forward,input,output",
         ][..],
         &["up", "--drop", "--budget", "8"][..],
+        &["up", "--tcp-queue", "all", "--tcp-budget", "20000"][..],
     ] {
         g.rules(args);
         let up = g.ruleset();
         assert!(up.contains("NFQUEUE"), "no queue rule after {args:?}: {up}");
+        // The pure-ACK exemptions (RETURN in RMMGUARD_TCP), unless every TCP packet is queued.
+        assert_eq!(
+            up.contains("-A RMMGUARD_TCP -p tcp -m u32"),
+            !args.contains(&"all"),
+            "{args:?}: {up}"
+        );
         assert!(up.contains("rmm_learned4"));
         assert_eq!(
             up.contains("--queue-bypass"),
@@ -490,18 +513,13 @@ fn blocked_tls_sni_is_reset_and_allowed_traffic_passes_byte_for_byte() {
     g.assert_curl_reset("evil.screenconnect.com");
     // The allowed flows were carried by the kernel after the first packets: the queue saw far
     // fewer packets than the 300 kB transfers took.
-    let o = g.run('g', &["iptables", "-L", "RMMGUARD", "-v", "-n", "-x"]);
-    let t = String::from_utf8_lossy(&o.stdout);
-    let count = |pat: &str| -> u64 {
-        t.lines()
-            .find(|l| l.contains(pat))
-            .and_then(|l| l.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
-    let queued = count("NFQUEUE");
-    let bypassed = count("connmark match  0x1/0x3");
-    assert!(bypassed > queued, "kernel bypass not used: {t}");
+    let queued = g.counter("NFQUEUE");
+    let bypassed = g.counter("connmark match  0x1/0x3");
+    assert!(
+        bypassed > queued,
+        "kernel bypass not used: {}",
+        g.counters()
+    );
 }
 
 #[test]
@@ -690,6 +708,82 @@ fn inbound_rdp_to_a_home_server_is_blocked() {
     assert!(out.contains("refused") || out.contains("reset"), "{out}");
     let e = g.wait_event("rdp", "blocked");
     assert_eq!(e["direction"], "inbound");
+}
+
+/// With the default `--tcp-queue payload`, the pure ACKs of undecided TCP flows stay in the
+/// kernel, but every segment that carries a payload byte is queued, however small and however
+/// many: a ClientHello sent one byte per segment is read whole and refused. And the engine does
+/// not need the pure ACKs: short connections still end (FIN both ways) and are decided.
+#[test]
+fn pure_acks_stay_in_the_kernel_but_1_byte_segments_are_all_read() {
+    let Some(mut g) = Gw::new("sg") else { return };
+    let p = script("tests/netns/probe.py");
+    g.spawn('s', &["python3", &p, "sink", "443"], "sink.log");
+    g.spawn(
+        's',
+        &["python3", &p, "banner", "7000", "68656c6c6f"],
+        "banner.log",
+    );
+    g.wait_listen('s', 443, false);
+    g.wait_listen('s', 7000, false);
+    g.rules(&["up", "--queues", "0-1"]);
+    let pol = g.policy(OUTBOUND_POLICY);
+    g.start_inline(&["--policy", &pol]);
+
+    // Short connections (connect, read the banner, close): every one is decided when it ends
+    // (conntrack mark 1 = allowed), though the kernel kept their pure ACKs.
+    let o = g.run('c', &["python3", &p, "churn", SERVER, "7000", "20"]);
+    assert!(
+        o.status.success(),
+        "churn failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = g.run('g', &["cat", "/proc/net/nf_conntrack"]);
+    let ct = String::from_utf8_lossy(&o.stdout).into_owned();
+    let flows: Vec<&str> = ct.lines().filter(|l| l.contains("dport=7000 ")).collect();
+    assert_eq!(flows.len(), 20, "conntrack: {ct}");
+    assert!(
+        flows.iter().all(|l| l.contains(" mark=1 ")),
+        "a short flow was left undecided: {ct}"
+    );
+    let exempt = g.counter("RETURN");
+    assert!(
+        exempt > 0,
+        "no pure ACK stayed in the kernel: {}",
+        g.counters()
+    );
+
+    // A ClientHello for a blocked tool, one byte per segment (far more packets than the old
+    // 32-packet budget).
+    let hello = support::client_hello(&support::Hello {
+        sni: Some("relay.teamviewer.com"),
+        ..support::Hello::default()
+    });
+    let queued_before = g.counter("NFQUEUE");
+    let out = g.probe(&[
+        "connect",
+        SERVER,
+        "443",
+        "--send",
+        &hex(&hello),
+        "--segment",
+    ]);
+    let sent: usize = out
+        .lines()
+        .find_map(|l| l.strip_prefix("sent ")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no 'sent' line: {out}"));
+    assert!(out.contains("reset"), "the flow was not refused: {out}");
+    let e = g.wait_event("teamviewer", "blocked");
+    assert_eq!(e["tls"]["sni"], "relay.teamviewer.com");
+    // The SNI lies well inside the ClientHello, so it took many 1-byte segments to reach it,
+    // and each of them went through the queue.
+    assert!(sent > 100, "only {sent} bytes sent before the reset: {out}");
+    let queued = g.counter("NFQUEUE") - queued_before;
+    assert!(
+        queued >= sent as u64,
+        "{sent} one-byte segments but {queued} packets queued: {}",
+        g.counters()
+    );
 }
 
 #[test]

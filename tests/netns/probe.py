@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Test helpers run inside the test namespaces (no third-party modules).
 
-  probe.py connect HOST PORT [--send HEX] [--wait S]
+  probe.py connect HOST PORT [--send HEX [--segment]] [--wait S]
       connects, optionally sends bytes, reads what comes back; then sends one more byte and
       reads again (so a flow that the gateway refuses in the kernel answers with a reset).
       Prints one line per step: "connect ok|refused|reset|timeout", "recv <hex>|reset|eof|timeout".
+      --segment sends the bytes one per TCP segment, each once the previous one is acknowledged,
+      and prints "sent N" (the bytes sent before the end or an error).
   probe.py banner PORT HEX [--bind ADDR]
       TCP server: on each connection sends the bytes, then echoes what it reads, until closed.
   probe.py https PORT CERT KEY DIR
@@ -34,7 +36,29 @@ def classify(e):
     return "error " + type(e).__name__
 
 
-def connect(host, port, send, wait):
+def unacked(s):
+    # struct tcp_info: tcpi_unacked is the u32 at offset 24.
+    return struct.unpack_from("I", s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104), 24)[0]
+
+
+def send_segments(s, data):
+    import time
+
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    n = 0
+    try:
+        for i in range(len(data)):
+            s.send(data[i:i + 1])
+            n += 1
+            # Bounded wait: the next byte would otherwise join this one in a later segment.
+            end = time.monotonic() + 3
+            while unacked(s) and time.monotonic() < end:
+                time.sleep(0.0002)
+    finally:
+        print("sent %d" % n, flush=True)
+
+
+def connect(host, port, send, wait, segment=False):
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(fam, socket.SOCK_STREAM)
     s.settimeout(wait)
@@ -45,7 +69,9 @@ def connect(host, port, send, wait):
         print("connect " + classify(e), flush=True)
         return
     try:
-        if send:
+        if send and segment:
+            send_segments(s, send)
+        elif send:
             s.sendall(send)
         for _ in range(2):
             try:
@@ -75,8 +101,10 @@ def banner(port, data, bind, sink=False):
     def serve(c):
         try:
             if sink:
+                # Acknowledges each segment at once (no delayed ACK), for `connect --segment`.
+                c.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
                 while c.recv(4096):
-                    pass
+                    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
                 return
             c.sendall(data)
             while True:
@@ -166,7 +194,7 @@ def main(a):
             send = bytes.fromhex(a[a.index("--send") + 1])
         if "--wait" in a:
             wait = float(a[a.index("--wait") + 1])
-        connect(a[1], int(a[2]), send, wait)
+        connect(a[1], int(a[2]), send, wait, "--segment" in a)
     elif a[0] == "banner":
         bind = a[a.index("--bind") + 1] if "--bind" in a else "0.0.0.0"
         banner(int(a[1]), bytes.fromhex(a[2]), bind)
