@@ -61,7 +61,15 @@ fn client_hello(sni: &str) -> Vec<u8> {
     rec
 }
 
-fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, seq: u32, syn: bool, payload: &[u8]) -> Vec<u8> {
+fn tcp(
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    seq: u32,
+    syn: bool,
+    payload: &[u8],
+) -> Vec<u8> {
     let b = PacketBuilder::ethernet2([1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1]).ipv4(src, dst, 64);
     let b = if syn {
         b.tcp(sport, dport, seq, 64240).syn()
@@ -74,7 +82,10 @@ fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, seq: u32, syn: bool, 
 }
 
 fn client(i: u32) -> ([u8; 4], u16) {
-    ([10, (i >> 16) as u8, (i >> 8) as u8, i as u8], 10000 + (i % 50000) as u16)
+    (
+        [10, (i >> 16) as u8, (i >> 8) as u8, i as u8],
+        10000 + (i % 50000) as u16,
+    )
 }
 
 /// Decides `n` flows (clean TLS to an uncatalogued name) and returns one small data packet per flow.
@@ -87,7 +98,15 @@ fn decided_flows(e: &mut Engine, n: u32) -> Vec<Vec<u8>> {
         e.process(1, 1, &tcp(c, port, server, 443, 100, true, &[]));
         let v = e.process(2, 1, &tcp(c, port, server, 443, 101, false, &hello));
         assert_eq!(v, Verdict::PassDecided, "flow {i} should be decided");
-        data.push(tcp(c, port, server, 443, 101 + hello.len() as u32, false, &[0u8; 6]));
+        data.push(tcp(
+            c,
+            port,
+            server,
+            443,
+            101 + hello.len() as u32,
+            false,
+            &[0u8; 6],
+        ));
     }
     data
 }
@@ -155,21 +174,30 @@ fn inspectors(c: &mut Criterion) {
     let hello = client_hello("relay.teamviewer.com");
     let mut hs = tls::HandshakeScratch::new();
     g.bench_function("tls_client_hello_sni", |b| {
-        b.iter(|| match tls::parse_client_hello_stream(black_box(&hello), &mut hs) {
-            tls::Parse::Done(ch) => ch.sni.map(|s| s.len()),
-            _ => None,
-        })
+        b.iter(
+            || match tls::parse_client_hello_stream(black_box(&hello), &mut hs) {
+                tls::Parse::Done(ch) => ch.sni.map(|s| s.len()),
+                _ => None,
+            },
+        )
     });
     // A QUIC draft-29 Initial from the corpus.
-    let initial = first_udp_payload("tests/data/corpus/benign/quic-29.pcap", |p| quic::quic_version(p).is_some());
+    let initial = first_udp_payload("tests/data/corpus/benign/quic-29.pcap", |p| {
+        quic::quic_version(p).is_some()
+    });
     let mut qs = quic::QuicScratch::new();
     g.bench_function("quic_initial_decrypt", |b| {
         b.iter(|| {
             qs.clear();
-            matches!(quic::feed_client_datagram(black_box(&initial), &mut qs), quic::QuicStatus::ClientHello)
+            matches!(
+                quic::feed_client_datagram(black_box(&initial), &mut qs),
+                quic::QuicStatus::ClientHello
+            )
         })
     });
-    let query = first_udp_payload("tests/data/corpus/remote-access/anydesk.pcapng", |p| p.len() > 12);
+    let query = first_udp_payload("tests/data/corpus/remote-access/anydesk.pcapng", |p| {
+        p.len() > 12
+    });
     g.bench_function("dns_query_and_match", |b| {
         b.iter(|| {
             let mut name = [0u8; dns::MAX_NAME];
@@ -179,8 +207,14 @@ fn inspectors(c: &mut Criterion) {
     });
     let samples: [(&str, &[u8]); 3] = [
         ("fingerprint_rfb", b"RFB 003.008\n"),
-        ("fingerprint_miss_tls_appdata", &[0x17, 3, 3, 0, 32, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]),
-        ("fingerprint_miss_http", b"GET / HTTP/1.1\r\nHost: www.example.com\r\n\r\n"),
+        (
+            "fingerprint_miss_tls_appdata",
+            &[0x17, 3, 3, 0, 32, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+        ),
+        (
+            "fingerprint_miss_http",
+            b"GET / HTTP/1.1\r\nHost: www.example.com\r\n\r\n",
+        ),
     ];
     for (name, data) in samples {
         g.bench_function(name, |b| {
@@ -196,7 +230,10 @@ fn inspectors(c: &mut Criterion) {
                 };
                 let mut ev = [0u8; 64];
                 let mut n = 0;
-                matches!(fingerprint::match_any(&input, &mut ev, &mut n), fingerprint::FpResult::Match(_))
+                matches!(
+                    fingerprint::match_any(&input, &mut ev, &mut n),
+                    fingerprint::FpResult::Match(_)
+                )
             })
         });
     }
@@ -204,7 +241,9 @@ fn inspectors(c: &mut Criterion) {
         ("domain_match_hit", "instance-1234-relay.screenconnect.com"),
         ("domain_match_miss", "www.some-benign-site.example.com"),
     ] {
-        g.bench_function(name, |b| b.iter(|| catalog.matcher.domain(black_box(host.as_bytes()))));
+        g.bench_function(name, |b| {
+            b.iter(|| catalog.matcher.domain(black_box(host.as_bytes())))
+        });
     }
     g.finish();
 }
@@ -225,7 +264,9 @@ fn first_udp_payload(path: &str, want: impl Fn(&[u8]) -> bool) -> Vec<u8> {
 }
 
 fn catalogue_load(c: &mut Criterion) {
-    c.bench_function("catalogue_load", |b| b.iter(|| Catalog::embedded().expect("catalogue").tools.len()));
+    c.bench_function("catalogue_load", |b| {
+        b.iter(|| Catalog::embedded().expect("catalogue").tools.len())
+    });
 }
 
 criterion_group!(benches, fast_path, new_flows, inspectors, catalogue_load);

@@ -417,131 +417,128 @@ fn multi(
     let mut last = 0u64;
     let eng_opts = opts.engine;
     let hub = opts.metrics.clone();
-    let result = std::thread::scope(
-        |scope| -> Result<(Vec<WorkerResult>, u64), ReplayError> {
-            let mut txs = Vec::with_capacity(workers);
-            let mut handles = Vec::with_capacity(workers);
-            let (ret_tx, ret_rx) = mpsc::channel::<Vec<PacketRef>>();
-            for w in 0..workers {
-                let (tx, rx) = mpsc::sync_channel::<Vec<PacketRef>>(64);
-                txs.push(tx);
-                let handle = handle.clone();
-                let learned = learned.clone();
-                let ret_tx = ret_tx.clone();
-                let shared = &shared;
-                let hub = hub.clone();
-                handles.push(scope.spawn(move || {
-                    let mut eng = Engine::new(handle, learned, eng_opts, w as u16);
-                    let mut drops = Vec::new();
-                    let mut pending: Vec<Event> = Vec::new();
-                    let mut last = 0;
-                    let mut records = Vec::new();
-                    let mut since_publish = 0usize;
-                    while let Ok(mut batch) = rx.recv() {
-                        since_publish += batch.len();
-                        for pr in &batch {
-                            let data = &maps[pr.file as usize].bytes()
-                                [pr.start as usize..(pr.start + pr.len) as usize];
-                            if eng.process(pr.ts_ns, pr.link, data) == Verdict::Block && want_drops
-                            {
-                                drops.push(pr.seq);
-                            }
-                            last = pr.ts_ns;
+    let result = std::thread::scope(|scope| -> Result<(Vec<WorkerResult>, u64), ReplayError> {
+        let mut txs = Vec::with_capacity(workers);
+        let mut handles = Vec::with_capacity(workers);
+        let (ret_tx, ret_rx) = mpsc::channel::<Vec<PacketRef>>();
+        for w in 0..workers {
+            let (tx, rx) = mpsc::sync_channel::<Vec<PacketRef>>(64);
+            txs.push(tx);
+            let handle = handle.clone();
+            let learned = learned.clone();
+            let ret_tx = ret_tx.clone();
+            let shared = &shared;
+            let hub = hub.clone();
+            handles.push(scope.spawn(move || {
+                let mut eng = Engine::new(handle, learned, eng_opts, w as u16);
+                let mut drops = Vec::new();
+                let mut pending: Vec<Event> = Vec::new();
+                let mut last = 0;
+                let mut records = Vec::new();
+                let mut since_publish = 0usize;
+                while let Ok(mut batch) = rx.recv() {
+                    since_publish += batch.len();
+                    for pr in &batch {
+                        let data = &maps[pr.file as usize].bytes()
+                            [pr.start as usize..(pr.start + pr.len) as usize];
+                        if eng.process(pr.ts_ns, pr.link, data) == Verdict::Block && want_drops {
+                            drops.push(pr.seq);
                         }
-                        if !eng.events.is_empty() {
-                            pending.append(&mut eng.events);
-                            if pending.len() >= 64 {
-                                flush_events(shared, &mut pending, &eng);
-                            }
-                        }
-                        records.append(&mut eng.records);
-                        if since_publish >= 1 << 16 {
-                            since_publish = 0;
-                            if let Some(h) = &hub {
-                                h.publish(w, WorkerSnapshot::of(&eng));
-                            }
-                        }
-                        batch.clear();
-                        let _ = ret_tx.send(batch);
+                        last = pr.ts_ns;
                     }
-                    eng.flush(last);
-                    pending.append(&mut eng.events);
-                    flush_events(shared, &mut pending, &eng);
+                    if !eng.events.is_empty() {
+                        pending.append(&mut eng.events);
+                        if pending.len() >= 64 {
+                            flush_events(shared, &mut pending, &eng);
+                        }
+                    }
                     records.append(&mut eng.records);
-                    if let Some(h) = &hub {
-                        h.publish(w, WorkerSnapshot::of(&eng));
+                    if since_publish >= 1 << 16 {
+                        since_publish = 0;
+                        if let Some(h) = &hub {
+                            h.publish(w, WorkerSnapshot::of(&eng));
+                        }
                     }
-                    (eng.stats.clone(), drops, records)
-                }));
-            }
-            drop(ret_tx);
-            let mut batches: Vec<Vec<PacketRef>> =
-                (0..workers).map(|_| Vec::with_capacity(BATCH)).collect();
-            let mut pkt = crate::decode::Packet::default();
-            let mut seq = 0u64;
-            let mut done_bytes = 0u64;
-            for (fi, (m, path)) in maps.iter().zip(captures).enumerate() {
-                let base = m.bytes().as_ptr() as usize;
-                let mut r = PcapReader::new(m.bytes()).map_err(|e| reader_err(path, e))?;
-                while let Some(p) = r.next().map_err(|e| reader_err(path, e))? {
-                    // The worker is chosen from the address pair (symmetric, and the same for every
-                    // fragment of a datagram).
-                    let w = if crate::decode::decode(p.link, p.data, &mut pkt).is_ok()
-                        && pkt.ip_version != 0
-                    {
-                        let (a, b) = if pkt.src <= pkt.dst {
-                            (pkt.src, pkt.dst)
-                        } else {
-                            (pkt.dst, pkt.src)
-                        };
-                        (hasher.hash_one((a, b)) % workers as u64) as usize
+                    batch.clear();
+                    let _ = ret_tx.send(batch);
+                }
+                eng.flush(last);
+                pending.append(&mut eng.events);
+                flush_events(shared, &mut pending, &eng);
+                records.append(&mut eng.records);
+                if let Some(h) = &hub {
+                    h.publish(w, WorkerSnapshot::of(&eng));
+                }
+                (eng.stats.clone(), drops, records)
+            }));
+        }
+        drop(ret_tx);
+        let mut batches: Vec<Vec<PacketRef>> =
+            (0..workers).map(|_| Vec::with_capacity(BATCH)).collect();
+        let mut pkt = crate::decode::Packet::default();
+        let mut seq = 0u64;
+        let mut done_bytes = 0u64;
+        for (fi, (m, path)) in maps.iter().zip(captures).enumerate() {
+            let base = m.bytes().as_ptr() as usize;
+            let mut r = PcapReader::new(m.bytes()).map_err(|e| reader_err(path, e))?;
+            while let Some(p) = r.next().map_err(|e| reader_err(path, e))? {
+                // The worker is chosen from the address pair (symmetric, and the same for every
+                // fragment of a datagram).
+                let w = if crate::decode::decode(p.link, p.data, &mut pkt).is_ok()
+                    && pkt.ip_version != 0
+                {
+                    let (a, b) = if pkt.src <= pkt.dst {
+                        (pkt.src, pkt.dst)
                     } else {
-                        0
+                        (pkt.dst, pkt.src)
                     };
-                    last = last.max(p.ts_ns);
-                    batches[w].push(PacketRef {
-                        ts_ns: p.ts_ns,
-                        seq,
-                        file: fi as u32,
-                        link: p.link,
-                        start: (p.data.as_ptr() as usize - base) as u32,
-                        len: p.data.len() as u32,
-                    });
-                    seq += 1;
-                    if batches[w].len() >= BATCH {
-                        let fresh = ret_rx
-                            .try_recv()
-                            .unwrap_or_else(|_| Vec::with_capacity(BATCH));
-                        let full = std::mem::replace(&mut batches[w], fresh);
-                        if txs[w].send(full).is_err() {
-                            break;
-                        }
-                    }
-                    if seq % (1 << 16) == 0 {
-                        if let Some(cb) = opts.progress.as_mut() {
-                            cb(done_bytes + r.position() as u64, total);
-                        }
+                    (hasher.hash_one((a, b)) % workers as u64) as usize
+                } else {
+                    0
+                };
+                last = last.max(p.ts_ns);
+                batches[w].push(PacketRef {
+                    ts_ns: p.ts_ns,
+                    seq,
+                    file: fi as u32,
+                    link: p.link,
+                    start: (p.data.as_ptr() as usize - base) as u32,
+                    len: p.data.len() as u32,
+                });
+                seq += 1;
+                if batches[w].len() >= BATCH {
+                    let fresh = ret_rx
+                        .try_recv()
+                        .unwrap_or_else(|_| Vec::with_capacity(BATCH));
+                    let full = std::mem::replace(&mut batches[w], fresh);
+                    if txs[w].send(full).is_err() {
+                        break;
                     }
                 }
-                add_reader(&mut rs, r.stats());
-                done_bytes += m.bytes().len() as u64;
-            }
-            for (w, b) in batches.into_iter().enumerate() {
-                if !b.is_empty() {
-                    let _ = txs[w].send(b);
+                if seq % (1 << 16) == 0 {
+                    if let Some(cb) = opts.progress.as_mut() {
+                        cb(done_bytes + r.position() as u64, total);
+                    }
                 }
             }
-            drop(txs);
-            let mut out = Vec::new();
-            for h in handles {
-                out.push(h.join().map_err(|_| ReplayError {
-                    file: "worker".into(),
-                    msg: "a worker thread panicked".into(),
-                })?);
+            add_reader(&mut rs, r.stats());
+            done_bytes += m.bytes().len() as u64;
+        }
+        for (w, b) in batches.into_iter().enumerate() {
+            if !b.is_empty() {
+                let _ = txs[w].send(b);
             }
-            Ok((out, seq))
-        },
-    )?;
+        }
+        drop(txs);
+        let mut out = Vec::new();
+        for h in handles {
+            out.push(h.join().map_err(|_| ReplayError {
+                file: "worker".into(),
+                msg: "a worker thread panicked".into(),
+            })?);
+        }
+        Ok((out, seq))
+    })?;
     let (per_worker, _count) = result;
     let mut stats = Stats::default();
     let mut drops = Vec::new();

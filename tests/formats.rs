@@ -66,7 +66,14 @@ fn ip_tcp(ip: Ip, sport: u16, dport: u16, seq: u32, flags: &str, payload: &[u8])
 fn flows(ip: Ip) -> Vec<Vec<u8>> {
     vec![
         ip_tcp(ip, 40000, 443, 100, "S", &[]),
-        ip_tcp(ip, 40000, 443, 101, "AP", &client_hello("relay.teamviewer.com")),
+        ip_tcp(
+            ip,
+            40000,
+            443,
+            101,
+            "AP",
+            &client_hello("relay.teamviewer.com"),
+        ),
         ip_tcp(ip, 40001, 5938, 500, "S", &[]),
     ]
 }
@@ -89,17 +96,21 @@ fn frame(link: u32, ip: Ip, pkt: &[u8]) -> Vec<u8> {
             f.extend_from_slice(&ethertype(ip));
         }
         // BSD loopback: address family in host (little-endian here) byte order.
-        0 => f.extend_from_slice(&(match ip {
-            Ip::V4 => 2u32,
-            Ip::V6 => 30,
-        })
-        .to_le_bytes()),
+        0 => f.extend_from_slice(
+            &(match ip {
+                Ip::V4 => 2u32,
+                Ip::V6 => 30,
+            })
+            .to_le_bytes(),
+        ),
         // OpenBSD loopback: address family in network byte order.
-        108 => f.extend_from_slice(&(match ip {
-            Ip::V4 => 2u32,
-            Ip::V6 => 24,
-        })
-        .to_be_bytes()),
+        108 => f.extend_from_slice(
+            &(match ip {
+                Ip::V4 => 2u32,
+                Ip::V6 => 24,
+            })
+            .to_be_bytes(),
+        ),
         // Linux cooked v1: packet type, ARPHRD, address length, address (8), protocol.
         113 => {
             f.extend_from_slice(&[0, 4, 0, 1, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0]);
@@ -233,7 +244,10 @@ fn every_link_type_and_pcap_variant_reads() {
                     Ip::V4 => "IPv4",
                     Ip::V6 => "IPv6",
                 };
-                assert_found(&path, &format!("{v} link {link} big-endian {be} nanos {nanos}"));
+                assert_found(
+                    &path,
+                    &format!("{v} link {link} big-endian {be} nanos {nanos}"),
+                );
             }
         }
     }
@@ -295,7 +309,11 @@ fn write_passed_drops_blocked_flows_from_their_deciding_packet() {
         output.to_str().unwrap(),
         input.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // tcpdump must read it back.
     let td = std::process::Command::new("tcpdump")
         .args(["-nn", "-r", output.to_str().unwrap()])
@@ -308,13 +326,32 @@ fn write_passed_drops_blocked_flows_from_their_deciding_packet() {
             return;
         }
     };
-    assert!(td.status.success(), "tcpdump: {}", String::from_utf8_lossy(&td.stderr));
+    assert!(
+        td.status.success(),
+        "tcpdump: {}",
+        String::from_utf8_lossy(&td.stderr)
+    );
     let text = String::from_utf8_lossy(&td.stdout);
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 5, "expected 2 + 0 + 3 packets to pass:\n{text}");
-    assert_eq!(lines.iter().filter(|l| l.contains(".40000 >")).count(), 2, "{text}");
-    assert!(!text.contains(".5938"), "a packet of the blocked port flow passed:\n{text}");
-    assert_eq!(lines.iter().filter(|l| l.contains(".40002 >")).count(), 3, "{text}");
+    assert_eq!(
+        lines.len(),
+        5,
+        "expected 2 + 0 + 3 packets to pass:\n{text}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.contains(".40000 >")).count(),
+        2,
+        "{text}"
+    );
+    assert!(
+        !text.contains(".5938"),
+        "a packet of the blocked port flow passed:\n{text}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.contains(".40002 >")).count(),
+        3,
+        "{text}"
+    );
     // The same with several workers.
     let out2 = dir.path().join("passed2.pcap");
     let r = common::run(&[
@@ -326,7 +363,10 @@ fn write_passed_drops_blocked_flows_from_their_deciding_packet() {
         input.to_str().unwrap(),
     ]);
     assert!(r.status.success());
-    assert_eq!(std::fs::read(&output).unwrap(), std::fs::read(&out2).unwrap());
+    assert_eq!(
+        std::fs::read(&output).unwrap(),
+        std::fs::read(&out2).unwrap()
+    );
 }
 
 #[test]
@@ -337,11 +377,22 @@ fn fail_on_block_exit_status() {
     pcap(&path, 1, false, false, &frames);
     let p = path.to_str().unwrap();
     assert_eq!(common::run(&["analyze", p]).status.code(), Some(0));
-    assert_eq!(common::run(&["analyze", "--fail-on-block", p]).status.code(), Some(3));
+    assert_eq!(
+        common::run(&["analyze", "--fail-on-block", p])
+            .status
+            .code(),
+        Some(3)
+    );
     // Nothing blocked under an alert-only policy: exit 0 even with --fail-on-block.
     let pol = dir.path().join("alert.toml");
     std::fs::write(&pol, "default_action = \"alert\"\n").unwrap();
-    let r = common::run(&["analyze", "--fail-on-block", "--policy", pol.to_str().unwrap(), p]);
+    let r = common::run(&[
+        "analyze",
+        "--fail-on-block",
+        "--policy",
+        pol.to_str().unwrap(),
+        p,
+    ]);
     assert_eq!(r.status.code(), Some(0));
     // The JSON summary carries the same figures.
     let r = common::run(&["analyze", "--format", "json", p]);

@@ -39,12 +39,14 @@ pub fn run(a: GenArgs) -> Result<u8, String> {
         ipv6_share: a.ipv6_share,
         rmm: rmmguard::gen::default_rmm_samples(),
     };
-    let f = std::fs::File::create(&a.out).map_err(|e| format!("{}: cannot create: {e}", a.out.display()))?;
+    let f = std::fs::File::create(&a.out)
+        .map_err(|e| format!("{}: cannot create: {e}", a.out.display()))?;
     let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
     let opts = rmmguard::gen::GenOptions {
         quic_encrypted_initial: a.quic_encrypted,
     };
-    let st = rmmguard::gen::generate_with(&cfg, &opts, &mut w).map_err(|e| format!("{}: {e}", a.out.display()))?;
+    let st = rmmguard::gen::generate_with(&cfg, &opts, &mut w)
+        .map_err(|e| format!("{}: {e}", a.out.display()))?;
     w.flush().map_err(|e| format!("{}: {e}", a.out.display()))?;
     eprintln!(
         "wrote {}: {} packets, {} bytes, {} flows ({} RMM)",

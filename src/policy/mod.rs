@@ -304,12 +304,14 @@ impl Policy {
                     "inbound" => Some(Direction::Inbound),
                     "internal" => Some(Direction::Internal),
                     "external" => Some(Direction::External),
-                    o => return Err(err(
-                        d.span().start,
-                        format!(
+                    o => {
+                        return Err(err(
+                            d.span().start,
+                            format!(
                             "unknown direction '{o}' (outbound, inbound, internal, external, any)"
                         ),
-                    )),
+                        ))
+                    }
                 },
             };
             if tool_ids.is_empty() && cats.is_empty() {
