@@ -384,7 +384,7 @@ struct PacketRef {
     seq: u64,
     file: u32,
     link: u16,
-    start: u32,
+    start: usize,
     len: u32,
 }
 
@@ -439,8 +439,8 @@ fn multi(
                 while let Ok(mut batch) = rx.recv() {
                     since_publish += batch.len();
                     for pr in &batch {
-                        let data = &maps[pr.file as usize].bytes()
-                            [pr.start as usize..(pr.start + pr.len) as usize];
+                        let data =
+                            &maps[pr.file as usize].bytes()[pr.start..pr.start + pr.len as usize];
                         if eng.process(pr.ts_ns, pr.link, data) == Verdict::Block && want_drops {
                             drops.push(pr.seq);
                         }
@@ -502,7 +502,7 @@ fn multi(
                     seq,
                     file: fi as u32,
                     link: p.link,
-                    start: (p.data.as_ptr() as usize - base) as u32,
+                    start: p.data.as_ptr() as usize - base,
                     len: p.data.len() as u32,
                 });
                 seq += 1;

@@ -258,6 +258,8 @@ pub struct Catalog {
     pub tools: Vec<Tool>,
     /// A version string: a hash of the file contents.
     pub version: String,
+    /// The version as a number (tags state that holds tool ids, such as learned addresses).
+    pub tag: u64,
     /// Compiled lookups.
     pub matcher: matcher::Matcher,
 }
@@ -639,9 +641,11 @@ impl Catalog {
             .map(|b| format!("{b:02x}"))
             .collect();
         let matcher = matcher::Matcher::build(&tools)?;
+        let tag = u64::from_str_radix(&version, 16).unwrap_or(0);
         Ok(Catalog {
             tools,
             version,
+            tag,
             matcher,
         })
     }
@@ -654,8 +658,19 @@ impl Catalog {
             .map(|i| i as ToolId)
     }
 
-    /// The tool with this index.
+    /// The tool with this index. An index from another catalogue (a report racing a reload)
+    /// gets a placeholder rather than a panic.
     pub fn tool(&self, id: ToolId) -> &Tool {
-        &self.tools[id as usize]
+        static UNKNOWN: std::sync::OnceLock<Tool> = std::sync::OnceLock::new();
+        self.tools.get(id as usize).unwrap_or_else(|| {
+            UNKNOWN.get_or_init(|| Tool {
+                id: "unknown".into(),
+                name: "Unknown (catalogue reloaded)".into(),
+                category: Category::Rmm,
+                vendor_url: String::new(),
+                indicators: Vec::new(),
+                file: String::new(),
+            })
+        })
     }
 }

@@ -39,6 +39,11 @@ pub fn explain(catalog: &Catalog, policy: &Policy) -> String {
             .unwrap_or(policy.default_action);
         let _ = writeln!(s, "  {:<15} {:>4} tools: {}", c.as_str(), n, verb(a));
     }
+    let _ = writeln!(
+        s,
+        "Only detections of {} confidence or more are blocked; weaker ones are alerted on.",
+        policy.min_block_confidence.as_str()
+    );
     for (t, a) in &policy.tools {
         let tool = catalog.tool(*t);
         let _ = writeln!(s, "  {} ({}): {}", tool.name, tool.id, verb(*a));

@@ -468,6 +468,7 @@ fn feed_learned_set(shared: Arc<Shared>) {
         let mut v6 = Vec::new();
         for (addr, e) in shared.learned.snapshot(now) {
             if pushed.get(&addr).is_some_and(|x| *x >= e.expires_ns)
+                || e.catalog != cfg.catalog.tag
                 || !kernel_may_block(&cfg, e.tool)
             {
                 continue;

@@ -18,6 +18,8 @@ pub struct LearnedEntry {
     pub indicator: u16,
     /// Expiry, in the packet clock (ns).
     pub expires_ns: u64,
+    /// The catalogue the tool index belongs to ([`crate::catalog::Catalog::tag`]).
+    pub catalog: u64,
 }
 
 /// The shared learned-address table.
@@ -66,11 +68,27 @@ impl Learned {
         max_ttl: u32,
         now_ns: u64,
     ) {
+        self.learn_tagged(addr, tool, indicator, ttl, max_ttl, now_ns, 0)
+    }
+
+    /// [`Learned::learn`] for a tool index of the catalogue tagged `catalog`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn learn_tagged(
+        &self,
+        addr: [u8; 16],
+        tool: u16,
+        indicator: u16,
+        ttl: u32,
+        max_ttl: u32,
+        now_ns: u64,
+        catalog: u64,
+    ) {
         let ttl = ttl.clamp(MIN_TTL.min(max_ttl), max_ttl.max(1)) as u64;
         let e = LearnedEntry {
             tool,
             indicator,
             expires_ns: now_ns.saturating_add(ttl * 1_000_000_000),
+            catalog,
         };
         if self.map.len() >= self.max && !self.map.contains_key(&addr) {
             // Purging walks the whole table: at most once a second of packet time, so that a
@@ -101,6 +119,13 @@ impl Learned {
         }
         let e = *self.map.get(addr)?;
         (e.expires_ns > now_ns).then_some(e)
+    }
+
+    /// The live entry for `addr` learned under catalogue `catalog`: entries learned before a
+    /// reload to another catalogue hold tool indices of that catalogue and are ignored.
+    #[inline]
+    pub fn get_tagged(&self, addr: &[u8; 16], now_ns: u64, catalog: u64) -> Option<LearnedEntry> {
+        self.get(addr, now_ns).filter(|e| e.catalog == catalog)
     }
 
     /// A snapshot of the live entries (for the kernel block set and for tests).

@@ -405,10 +405,66 @@ impl Engine {
         let g = self.handle.generation();
         if g != self.generation {
             self.generation = g;
-            self.cfg = self.handle.get();
-            let n = self.cfg.catalog.tools.len() + 1;
-            if self.stats.tools.len() < n {
-                self.stats.tools.resize(n, ToolStats::default());
+            let old = std::mem::replace(&mut self.cfg, self.handle.get());
+            if old.catalog.tag != self.cfg.catalog.tag {
+                self.remap_tools(&old.catalog);
+            }
+        }
+    }
+
+    /// After a reload to another catalogue, tool indices held by flows and counters are
+    /// translated by tool id (a tool that is gone becomes "no tool"), so that nothing indexes
+    /// the new catalogue with an old number.
+    fn remap_tools(&mut self, old: &Catalog) {
+        let new = self.cfg.catalog.clone();
+        let map: Vec<u16> = old
+            .tools
+            .iter()
+            .map(|t| new.tool_id(&t.id).unwrap_or(NO_TOOL))
+            .collect();
+        let tr = |t: u16| -> u16 {
+            if t == NO_TOOL {
+                NO_TOOL
+            } else {
+                map.get(t as usize).copied().unwrap_or(NO_TOOL)
+            }
+        };
+        for idx in self.table.indices() {
+            let f = self.table.flow_mut(idx);
+            f.tool = tr(f.tool);
+            f.candidate_tool = tr(f.candidate_tool);
+            if f.candidate_tool == NO_TOOL {
+                f.candidate_conf = 0;
+            }
+        }
+        let old_tools = std::mem::take(&mut self.stats.tools);
+        self.stats.tools = vec![ToolStats::default(); new.tools.len() + 1];
+        let none_slot = new.tools.len();
+        for (i, t) in old_tools.iter().enumerate() {
+            // The last entry of the old vector is "no tool".
+            let j = if i + 1 == old_tools.len() {
+                NO_TOOL
+            } else {
+                tr(i as u16)
+            };
+            let d = &mut self.stats.tools[if j == NO_TOOL { none_slot } else { j as usize }];
+            d.flows += t.flows;
+            d.packets += t.packets;
+            d.bytes += t.bytes;
+            d.blocked += t.blocked;
+            d.allowed += t.allowed;
+            d.dropped_packets += t.dropped_packets;
+        }
+        let old_dec = std::mem::take(&mut self.stats.tool_decisions);
+        for (k, v) in old_dec {
+            let (t, restricted, d) = Stats::split_tool_decision_key(k);
+            let t = tr(t);
+            if t != NO_TOOL {
+                *self
+                    .stats
+                    .tool_decisions
+                    .entry(Stats::tool_decision_key(t, restricted, d))
+                    .or_insert(0) += v;
             }
         }
     }
@@ -627,7 +683,7 @@ impl Engine {
             }
         }
         for a in [server, client] {
-            if let Some(e) = self.learned.get(a, ts_ns) {
+            if let Some(e) = self.learned.get_tagged(a, ts_ns, self.cfg.catalog.tag) {
                 cand = Some((
                     crate::catalog::matcher::Hit {
                         tool: e.tool,
@@ -750,7 +806,15 @@ impl Engine {
                 // must not be able to get the gateway to refuse traffic to them.
                 let ip = decode::to_ip(&addr);
                 if !policy.is_home(&ip) && !special_address(&ip) {
-                    learned.learn(addr, hit.tool, hit.indicator, ttl, max_ttl, ts_ns);
+                    learned.learn_tagged(
+                        addr,
+                        hit.tool,
+                        hit.indicator,
+                        ttl,
+                        max_ttl,
+                        ts_ns,
+                        cfg.catalog.tag,
+                    );
                 }
             };
             if tcp {
@@ -938,6 +1002,10 @@ impl Engine {
             if let Some(a) = cfg.policy.dns_query_action {
                 action = a;
             }
+        }
+        // A weak indicator alone alerts rather than blocks (policy `min_block_confidence`).
+        if action == Action::Block && d.hit.confidence < cfg.policy.min_block_confidence {
+            action = Action::Alert;
         }
         f.tool = d.hit.tool;
         f.method = d.method as u8;

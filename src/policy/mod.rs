@@ -128,6 +128,9 @@ pub struct Policy {
     pub drop_malformed: bool,
     /// Upper bound on how long an address learned from DNS stays attributed, in seconds.
     pub learned_ip_max_ttl: u32,
+    /// Detections below this confidence are alerted on, not blocked (a vendor's corporate web
+    /// site, a port that other software also uses).
+    pub min_block_confidence: crate::catalog::Confidence,
 }
 
 #[derive(Deserialize)]
@@ -153,6 +156,8 @@ struct RawPolicy {
     malformed: Option<Spanned<String>>,
     #[serde(default)]
     learned_ip_max_ttl: Option<u32>,
+    #[serde(default)]
+    min_block_confidence: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -361,6 +366,20 @@ impl Policy {
                 }
             },
         };
+        let min_block_confidence = match &raw.min_block_confidence {
+            None => crate::catalog::Confidence::Medium,
+            Some(s) => match s.get_ref().as_str() {
+                "low" => crate::catalog::Confidence::Low,
+                "medium" => crate::catalog::Confidence::Medium,
+                "high" => crate::catalog::Confidence::High,
+                o => {
+                    return Err(err(
+                        s.span().start,
+                        format!("unknown min_block_confidence '{o}' (low, medium, high)"),
+                    ))
+                }
+            },
+        };
         let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
         Ok(Policy {
             origin: file.to_string(),
@@ -378,6 +397,7 @@ impl Policy {
             dns_query_action,
             drop_malformed,
             learned_ip_max_ttl: raw.learned_ip_max_ttl.unwrap_or(3600),
+            min_block_confidence,
         })
     }
 
