@@ -60,8 +60,8 @@ enum Cmd {
         /// Flows tracked per worker.
         #[arg(long, default_value_t = 1 << 20)]
         max_flows: usize,
-        /// Only read the packets (measures the read floor).
-        #[arg(long, hide = true)]
+        /// Only read the packets, classify nothing (measures the read floor for benchmarks).
+        #[arg(long)]
         read_only: bool,
         /// Serve Prometheus metrics on this address while replaying (e.g. 127.0.0.1:9977).
         #[arg(long, value_name = "ADDR")]
@@ -217,15 +217,17 @@ fn run(cli: Cli) -> Result<u8, String> {
                 None => rmmguard::replay::run(&captures, handle, learned, sink.as_mut(), opts),
             }
             .map_err(|e| e.to_string())?;
+            let events_lost = sink.lost();
             drop(sink);
             let names: Vec<String> = captures.iter().map(|p| p.display().to_string()).collect();
-            let summary = rmmguard::output::summary::Summary::build(
+            let mut summary = rmmguard::output::summary::Summary::build(
                 &names,
                 &catalog,
                 &policy,
                 &out.stats,
                 &out.reader,
             );
+            summary.events_lost = events_lost;
             // With events on standard output, the summary goes to standard error.
             let text = match format {
                 Format::Text => summary.to_text(),

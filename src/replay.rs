@@ -36,6 +36,10 @@ pub trait EventSink: Send {
     fn event(&mut self, ev: &Event, cfg: &engine::Config);
     /// Flushes buffered output.
     fn flush(&mut self) {}
+    /// Events that could not be written (a full disk, a closed pipe).
+    fn lost(&self) -> u64 {
+        0
+    }
 }
 
 /// Writes EVE JSON lines.
@@ -64,13 +68,18 @@ impl<W: Write + Send> EventSink for JsonLines<W> {
     fn event(&mut self, ev: &Event, cfg: &engine::Config) {
         self.buf.clear();
         crate::output::events::render(&mut self.buf, ev, &cfg.catalog, &cfg.policy);
-        match self.w.write_all(&self.buf) {
+        // Each event is flushed on its own (events are per flow decision, not per packet), so
+        // that a full disk loses exactly the events it refuses, and they are counted.
+        match self.w.write_all(&self.buf).and_then(|_| self.w.flush()) {
             Ok(()) => self.written += 1,
             Err(_) => self.lost += 1,
         }
     }
     fn flush(&mut self) {
         let _ = self.w.flush();
+    }
+    fn lost(&self) -> u64 {
+        self.lost
     }
 }
 

@@ -401,3 +401,32 @@ fn fail_on_block_exit_status() {
     assert_eq!(v["blocked_flows"], 2);
     assert_eq!(v["tools"][0]["tool"], "teamviewer");
 }
+
+#[test]
+fn a_full_events_disk_loses_events_not_the_analysis() {
+    // /dev/full refuses every write with ENOSPC, as a full disk does.
+    if !Path::new("/dev/full").exists() {
+        assert!(!common::must_not_skip(), "/dev/full is missing");
+        eprintln!("skipping: no /dev/full");
+        return;
+    }
+    let dir = common::tempdir();
+    let frames: Vec<Vec<u8>> = flows(Ip::V4).iter().map(|p| frame(1, Ip::V4, p)).collect();
+    let path = dir.path().join("c.pcap");
+    pcap(&path, 1, false, false, &frames);
+    let r = common::run(&[
+        "analyze",
+        "--events",
+        "/dev/full",
+        "--format",
+        "json",
+        path.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    // Both decisions were made and counted; both events were lost and counted.
+    assert_eq!(v["blocked_flows"], 2);
+    assert_eq!(v["events_lost"], 2);
+    let r = common::run(&["analyze", "--events", "/dev/full", path.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&r.stdout).contains("2 event(s) could not be written"));
+}

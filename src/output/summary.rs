@@ -31,6 +31,8 @@ pub struct ToolLine {
 pub struct Summary {
     /// Captures read.
     pub captures: Vec<String>,
+    /// Events that could not be written (a full disk): filtering went on regardless.
+    pub events_lost: u64,
     /// Catalogue version and tool count.
     pub catalog_version: String,
     /// Tools in the catalogue.
@@ -116,6 +118,7 @@ impl Summary {
             flows_evicted: stats.flows_evicted,
             malformed,
             truncated_records: reader.truncated_records,
+            events_lost: 0,
             tools,
         }
     }
@@ -165,6 +168,12 @@ impl Summary {
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
             s.push_str(&format!("malformed packets (passed): {}\n", m.join(", ")));
+        }
+        if self.events_lost > 0 {
+            s.push_str(&format!(
+                "warning: {} event(s) could not be written (disk full?); the analysis is complete\n",
+                self.events_lost
+            ));
         }
         if self.truncated_records > 0 {
             s.push_str(&format!(
