@@ -6,6 +6,8 @@
 //! bounded: the big SYN flood runs 10M flows in an optimised build (`cargo test --release`, as
 //! `scripts/test` and CI run it) and 500k in a debug build. Times are printed, never asserted.
 
+mod support;
+
 use rmmguard::catalog::Catalog;
 use rmmguard::decode::{frag::FragLimits, LINKTYPE_RAW};
 use rmmguard::engine::{learned::Learned, Config, ConfigHandle, Engine, Event, Options};
@@ -89,31 +91,6 @@ const SYN: u8 = 0x02;
 const ACK: u8 = 0x10;
 const PSH_ACK: u8 = 0x18;
 
-/// A TLS ClientHello record with the given SNI.
-fn client_hello(sni: &str) -> Vec<u8> {
-    let name = sni.as_bytes();
-    let mut ext = vec![0, 0];
-    ext.extend_from_slice(&((name.len() + 5) as u16).to_be_bytes());
-    ext.extend_from_slice(&((name.len() + 3) as u16).to_be_bytes());
-    ext.push(0);
-    ext.extend_from_slice(&(name.len() as u16).to_be_bytes());
-    ext.extend_from_slice(name);
-    ext.extend_from_slice(&[0x00, 0x2b, 0, 3, 2, 3, 4]);
-    let mut body = vec![3, 3];
-    body.extend_from_slice(&[7; 32]);
-    body.push(0);
-    body.extend_from_slice(&[0, 2, 0x13, 0x01, 1, 0]);
-    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
-    body.extend_from_slice(&ext);
-    let mut hs = vec![1];
-    hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-    hs.extend_from_slice(&body);
-    let mut rec = vec![0x16, 3, 1];
-    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
-    rec.extend_from_slice(&hs);
-    rec
-}
-
 /// Sends a TLS session to relay.teamviewer.com from `client`: SYN, SYN-ACK, ACK, ClientHello
 /// with `between` calls of `flood` between the packets.
 fn teamviewer_session(
@@ -123,7 +100,7 @@ fn teamviewer_session(
     mut between: impl FnMut(&mut Engine, &mut u64),
 ) {
     let server = [198, 51, 100, 20];
-    let hello = client_hello("relay.teamviewer.com");
+    let hello = support::sni_hello("relay.teamviewer.com");
     let pkts = [
         tcp4(client, server, 40000, 443, 1000, SYN, &[]),
         tcp4(server, client, 443, 40000, 5000, SYN | ACK, &[]),
@@ -357,7 +334,7 @@ fn slow_client_hellos_one_byte_per_packet_stay_capped() {
     let cap = cap_bytes(&opts);
     let rss0 = vm_rss();
     let mut e = engine(opts);
-    let hello = client_hello("www.example.org");
+    let hello = support::sni_hello("www.example.org");
     let server = [198, 51, 100, 80];
     let addr = |i: u32| [100, 64 | ((i >> 16) as u8 & 0x3f), (i >> 8) as u8, i as u8];
     let mut ts = 1_000_000_000u64;

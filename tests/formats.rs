@@ -3,33 +3,10 @@
 //! blocked flow from its deciding packet on.
 
 mod common;
+mod support;
 
 use etherparse::PacketBuilder;
 use std::path::Path;
-
-/// A TLS ClientHello record carrying `sni`.
-fn client_hello(sni: &str) -> Vec<u8> {
-    let name = sni.as_bytes();
-    let mut ext = vec![0, 0];
-    ext.extend_from_slice(&((name.len() + 5) as u16).to_be_bytes());
-    ext.extend_from_slice(&((name.len() + 3) as u16).to_be_bytes());
-    ext.push(0);
-    ext.extend_from_slice(&(name.len() as u16).to_be_bytes());
-    ext.extend_from_slice(name);
-    let mut body = vec![3, 3];
-    body.extend_from_slice(&[9u8; 32]);
-    body.push(0);
-    body.extend_from_slice(&[0, 2, 0x13, 0x01, 1, 0]);
-    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
-    body.extend_from_slice(&ext);
-    let mut hs = vec![1, 0];
-    hs.extend_from_slice(&(body.len() as u16).to_be_bytes());
-    hs.extend_from_slice(&body);
-    let mut rec = vec![0x16, 3, 1];
-    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
-    rec.extend_from_slice(&hs);
-    rec
-}
 
 #[derive(Clone, Copy)]
 enum Ip {
@@ -72,7 +49,7 @@ fn flows(ip: Ip) -> Vec<Vec<u8>> {
             443,
             101,
             "AP",
-            &client_hello("relay.teamviewer.com"),
+            &support::sni_hello("relay.teamviewer.com"),
         ),
         ip_tcp(ip, 40001, 5938, 500, "S", &[]),
     ]
@@ -282,8 +259,8 @@ fn pcapng_with_several_interfaces_and_link_types() {
 fn write_passed_drops_blocked_flows_from_their_deciding_packet() {
     let dir = common::tempdir();
     let ip = Ip::V4;
-    let hello = client_hello("relay.teamviewer.com");
-    let benign = client_hello("www.example.com");
+    let hello = support::sni_hello("relay.teamviewer.com");
+    let benign = support::sni_hello("www.example.com");
     let pkts = vec![
         // TLS flow: handshake packets pass, the ClientHello decides and is dropped, and so is
         // everything after it.

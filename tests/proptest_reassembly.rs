@@ -4,6 +4,7 @@
 //! stays at its cap whatever the sequence numbers say.
 
 mod common;
+mod support;
 
 use proptest::prelude::*;
 use rmmguard::catalog::Catalog;
@@ -262,44 +263,6 @@ proptest! {
     }
 }
 
-/// A TLS 1.3 ClientHello record for `sni`, padded to a few hundred bytes.
-fn client_hello(sni: &str) -> Vec<u8> {
-    fn ext(out: &mut Vec<u8>, t: u16, body: &[u8]) {
-        out.extend_from_slice(&t.to_be_bytes());
-        out.extend_from_slice(&(body.len() as u16).to_be_bytes());
-        out.extend_from_slice(body);
-    }
-    let mut exts = Vec::new();
-    let name = sni.as_bytes();
-    let mut sn = ((name.len() + 3) as u16).to_be_bytes().to_vec();
-    sn.push(0);
-    sn.extend_from_slice(&(name.len() as u16).to_be_bytes());
-    sn.extend_from_slice(name);
-    ext(&mut exts, 0x0000, &sn);
-    ext(&mut exts, 0x000a, &[0, 4, 0, 0x1d, 0, 0x17]);
-    ext(&mut exts, 0x000d, &[0, 6, 4, 3, 8, 4, 4, 1]);
-    ext(&mut exts, 0x0010, b"\x00\x0c\x02h2\x08http/1.1");
-    ext(&mut exts, 0x002b, &[4, 3, 4, 3, 3]);
-    let mut ks = vec![0, 36, 0, 0x1d, 0, 32];
-    ks.extend((0..32u8).map(|i| i.wrapping_mul(37)));
-    ext(&mut exts, 0x0033, &ks);
-    ext(&mut exts, 0x0015, &[0; 200]);
-    let mut body = vec![3, 3];
-    body.extend((0..32u8).map(|i| i ^ 0x5a));
-    body.push(32);
-    body.extend((0..32u8).map(|i| i.wrapping_mul(11)));
-    body.extend_from_slice(&[0, 6, 0x13, 0x01, 0x13, 0x02, 0x13, 0x03, 1, 0]);
-    body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
-    body.extend_from_slice(&exts);
-    let mut hs = vec![1];
-    hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
-    hs.extend_from_slice(&body);
-    let mut rec = vec![0x16, 3, 1];
-    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
-    rec.extend_from_slice(&hs);
-    rec
-}
-
 /// Writes a pcap of a handshake and the ClientHello cut as `segs` (in that order).
 fn write_pcap(path: &std::path::Path, hello: &[u8], segs: &[(usize, usize)]) {
     let isn = 0xfffff000u32; // close to wrapping, on purpose
@@ -344,7 +307,7 @@ fn detections(path: &std::path::Path) -> Vec<(String, String, String, String)> {
 fn reference() -> &'static Vec<(String, String, String, String)> {
     static R: OnceLock<Vec<(String, String, String, String)>> = OnceLock::new();
     R.get_or_init(|| {
-        let hello = client_hello("relay.teamviewer.com");
+        let hello = support::sni_hello("relay.teamviewer.com");
         let d = common::tempdir();
         let p = d.path().join("whole.pcap");
         write_pcap(&p, &hello, &[(0, hello.len())]);
@@ -364,7 +327,7 @@ proptest! {
     #[test]
     fn shuffled_segments_give_the_same_detection(p in (1usize..600).prop_flat_map(plan)) {
         let want = reference();
-        let hello = client_hello("relay.teamviewer.com");
+        let hello = support::sni_hello("relay.teamviewer.com");
         let len = hello.len();
         let mut segs: Vec<(usize, usize)> = p.segs.iter()
             .map(|&(a, b)| (a * len / 600, b * len / 600))

@@ -5,7 +5,8 @@ mod common;
 
 use rmmguard::source::pcapfile::PcapWriter;
 
-/// A TLS 1.3 ClientHello record for `sni` (the same one `tests/proptest_reassembly.rs` builds).
+/// A TLS 1.3 ClientHello record for `sni`. Its exact bytes are pinned: the regression inputs
+/// below cut this 412-byte record at fixed offsets (proptest found them with this builder).
 fn client_hello(sni: &str) -> Vec<u8> {
     fn ext(out: &mut Vec<u8>, t: u16, body: &[u8]) {
         out.extend_from_slice(&t.to_be_bytes());

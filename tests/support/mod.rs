@@ -598,3 +598,14 @@ pub fn tool_method(e: &serde_json::Value) -> (String, String) {
         e["rmm"]["method"].as_str().unwrap_or("").to_string(),
     )
 }
+
+/// A TLS ClientHello record for `sni` with ALPN h2 and http/1.1: the plain case most tests need.
+pub fn sni_hello(sni: &str) -> Vec<u8> {
+    client_hello(&Hello {
+        sni: Some(sni),
+        alpn: &["h2", "http/1.1"],
+        ech: false,
+        pq: false,
+        seed: 0,
+    })
+}
