@@ -28,7 +28,8 @@ enum Format {
 /// The catalogue and policy options every engine command takes.
 #[derive(clap::Args, Clone)]
 pub struct CommonArgs {
-    /// Policy file (TOML). Without it, every catalogued tool is blocked in both directions.
+    /// Policy file (TOML). Without it, every catalogued tool is blocked in both directions
+    /// (detections of low confidence only alerted on).
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
     /// Catalogue folder (default: the catalogue built into the binary, from port-lists/).
