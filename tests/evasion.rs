@@ -714,3 +714,50 @@ fn anydesk_client_certificate() {
     c.close(&mut p);
     expect_none(&analyze(&p, &[]), s);
 }
+
+/// A ClientHello record whose SNI comes last, after `pad` bytes of a padding extension.
+fn padded_hello(sni: &str, pad: usize) -> Vec<u8> {
+    let ext = |out: &mut Vec<u8>, t: u16, body: &[u8]| {
+        out.extend_from_slice(&t.to_be_bytes());
+        out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        out.extend_from_slice(body);
+    };
+    let mut exts = Vec::new();
+    ext(&mut exts, 0x0015, &vec![0u8; pad]);
+    let name = sni.as_bytes();
+    let mut sn = ((name.len() + 3) as u16).to_be_bytes().to_vec();
+    sn.push(0);
+    sn.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    sn.extend_from_slice(name);
+    ext(&mut exts, 0x0000, &sn);
+    let mut body = vec![3, 3];
+    body.extend_from_slice(&[7u8; 32]);
+    body.push(0);
+    body.extend_from_slice(&[0, 2, 0x13, 0x01, 1, 0]);
+    body.extend_from_slice(&(exts.len() as u16).to_be_bytes());
+    body.extend_from_slice(&exts);
+    let mut hs = vec![1];
+    hs.extend_from_slice(&(body.len() as u32).to_be_bytes()[1..]);
+    hs.extend_from_slice(&body);
+    let mut rec = vec![0x16, 3, 1];
+    rec.extend_from_slice(&(hs.len() as u16).to_be_bytes());
+    rec.extend_from_slice(&hs);
+    rec
+}
+
+#[test]
+fn client_hello_larger_than_the_usual_prefix_with_the_sni_last() {
+    // 6 and 9 KB of padding before the server name: more than the 4 KiB a stream gets by default.
+    for pad in [6000usize, 9000] {
+        let hello = padded_hello("relay.teamviewer.com", pad);
+        assert!(hello.len() > 4096 && hello.len() > pad);
+        let mut p = Pcap::new();
+        let server = (ip("203.0.113.10"), 443);
+        let mut c = Tcp::new((ip(CLIENT), 40001), server);
+        c.handshake(&mut p);
+        c.client_send_split(&mut p, &hello, 1448);
+        c.close(&mut p);
+        let ev = expect(&analyze(&p, &[]), server, "teamviewer", "tls_sni");
+        assert_eq!(ev["rmm"]["evidence"], "relay.teamviewer.com");
+    }
+}

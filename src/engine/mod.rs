@@ -310,6 +310,7 @@ pub struct Engine {
     opts: Options,
     next_id: u64,
     since_check: u32,
+    grown_bytes: usize,
     time_inspection: bool,
     /// Counters.
     pub stats: Stats,
@@ -320,6 +321,22 @@ pub struct Engine {
 }
 
 const TOOL_NONE_INDEX: usize = u16::MAX as usize;
+
+/// The largest TLS ClientHello (record header included) a client buffer grows to.
+const MAX_CLIENT_HELLO: usize = 16 * 1024;
+
+/// Bytes of client buffers grown beyond the usual cap, per worker.
+const MAX_GROWN_BYTES: usize = 32 << 20;
+
+/// The size a TLS stream announces for its first handshake message, record headers included
+/// (one record header per 16 KiB of message), if `data` starts like a TLS handshake.
+fn announced_tls_handshake(data: &[u8]) -> Option<usize> {
+    if data.len() < 9 || data[0] != 0x16 || data[1] != 3 || data[5] != 1 {
+        return None;
+    }
+    let msg = ((data[6] as usize) << 16) | ((data[7] as usize) << 8) | data[8] as usize;
+    Some(msg + 4 + 5 * (msg / 16384 + 1))
+}
 
 /// However its budget is counted, a flow is decided after this many packets (a ClientHello in
 /// 1-byte segments, each acknowledged, takes about 3000).
@@ -348,6 +365,7 @@ impl Engine {
             opts,
             next_id: ((worker as u64) << 48) | 1,
             since_check: 0,
+            grown_bytes: 0,
             time_inspection: true,
             stats: Stats {
                 decisions: vec![0; Method::ALL.len() * 4 * 3],
@@ -829,6 +847,22 @@ impl Engine {
                     }
                 }
                 let stored = st.streams[dir].stored;
+                // A ClientHello that announces more bytes than the prefix holds (padding, big
+                // key shares, an SNI placed last) gets a larger client buffer, up to
+                // MAX_CLIENT_HELLO, within a per-worker memory budget.
+                if dir == 0 {
+                    let want = announced_tls_handshake(st.streams[0].data())
+                        .or_else(|| {
+                            (!st.streams[0].started() || st.streams[0].data().is_empty())
+                                .then(|| announced_tls_handshake(payload))
+                                .flatten()
+                        })
+                        .unwrap_or(0)
+                        .min(MAX_CLIENT_HELLO);
+                    if want > st.streams[0].cap() && self.grown_bytes < MAX_GROWN_BYTES {
+                        self.grown_bytes += st.streams[0].grow(want);
+                    }
+                }
                 if st.streams[dir].add(p.seq, payload) {
                     outcome = inspect::inspect_tcp(&ctx, st, hs, &mut learn);
                 }

@@ -51,6 +51,25 @@ impl StreamPrefix {
         self.buf.len()
     }
 
+    /// Raises the capacity to `cap` bytes (rounded up to a multiple of 64), keeping what is
+    /// held. Used once per inspection slot for a ClientHello that announces itself larger than
+    /// the usual cap; the slot keeps the larger buffer for its later flows. Returns the bytes
+    /// added.
+    pub fn grow(&mut self, cap: usize) -> usize {
+        let cap = cap.div_ceil(64) * 64;
+        let old = self.buf.len();
+        if cap <= old {
+            return 0;
+        }
+        let mut buf = vec![0u8; cap].into_boxed_slice();
+        buf[..old].copy_from_slice(&self.buf);
+        let mut have = vec![0u64; cap / 64].into_boxed_slice();
+        have[..self.have.len()].copy_from_slice(&self.have);
+        self.buf = buf;
+        self.have = have;
+        cap - old
+    }
+
     /// Sets the sequence number of the first data byte (the SYN's sequence number plus one).
     pub fn set_start(&mut self, seq: u32) {
         if self.base.is_none() {
