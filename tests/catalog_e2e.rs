@@ -19,18 +19,9 @@ struct Tool {
 }
 
 fn load_tools() -> Vec<Tool> {
-    let dir = common::root().join("port-lists/tools");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    files.sort();
-    files
+    common::catalog_files()
         .iter()
-        .map(|p| {
-            let v: toml::Value = toml::from_str(&std::fs::read_to_string(p).unwrap())
-                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        .map(|(_, v)| {
             let inds = v
                 .get("indicator")
                 .and_then(|i| i.as_array())

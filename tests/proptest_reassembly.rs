@@ -211,31 +211,7 @@ fn engine() -> Engine {
     Engine::new(h, Arc::new(Learned::new(1024)), opts, 0)
 }
 
-const CLIENT: [u8; 4] = [192, 168, 1, 10];
-const SERVER: [u8; 4] = [203, 0, 113, 7];
-
-fn tcp(seq: u32, ack: Option<u32>, syn: bool, from_client: bool, payload: &[u8]) -> Vec<u8> {
-    let (s, d, sp, dp) = if from_client {
-        (CLIENT, SERVER, 51000, 443)
-    } else {
-        (SERVER, CLIENT, 443, 51000)
-    };
-    let mut b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv4(s, d, 64)
-        .tcp(sp, dp, seq, 64240);
-    if syn {
-        b = b.syn();
-    }
-    if let Some(a) = ack {
-        b = b.ack(a);
-    }
-    if !payload.is_empty() {
-        b = b.psh();
-    }
-    let mut out = Vec::new();
-    b.write(&mut out, payload).unwrap();
-    out
-}
+use common::tcp_frame as tcp;
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]

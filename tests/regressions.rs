@@ -44,29 +44,7 @@ fn client_hello(sni: &str) -> Vec<u8> {
     rec
 }
 
-fn tcp(seq: u32, ack: Option<u32>, syn: bool, from_client: bool, payload: &[u8]) -> Vec<u8> {
-    let (c, s) = ([192, 168, 1, 10], [203, 0, 113, 7]);
-    let (src, dst, sp, dp) = if from_client {
-        (c, s, 51000, 443)
-    } else {
-        (s, c, 443, 51000)
-    };
-    let mut b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
-        .ipv4(src, dst, 64)
-        .tcp(sp, dp, seq, 64240);
-    if syn {
-        b = b.syn();
-    }
-    if let Some(a) = ack {
-        b = b.ack(a);
-    }
-    if !payload.is_empty() {
-        b = b.psh();
-    }
-    let mut out = Vec::new();
-    b.write(&mut out, payload).unwrap();
-    out
-}
+use common::tcp_frame as tcp;
 
 fn hello_pcap(path: &std::path::Path, hello: &[u8], segs: &[(usize, usize)]) {
     let isn = 0xfffff000u32;

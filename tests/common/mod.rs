@@ -59,3 +59,53 @@ pub fn must_not_skip() -> bool {
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
 }
+
+/// An Ethernet/IPv4/TCP frame between 192.168.1.10:51000 (the client) and 203.0.113.7:443.
+pub fn tcp_frame(
+    seq: u32,
+    ack: Option<u32>,
+    syn: bool,
+    from_client: bool,
+    payload: &[u8],
+) -> Vec<u8> {
+    let (c, s) = ([192, 168, 1, 10], [203, 0, 113, 7]);
+    let (src, dst, sp, dp) = if from_client {
+        (c, s, 51000, 443)
+    } else {
+        (s, c, 443, 51000)
+    };
+    let mut b = etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4(src, dst, 64)
+        .tcp(sp, dp, seq, 64240);
+    if syn {
+        b = b.syn();
+    }
+    if let Some(a) = ack {
+        b = b.ack(a);
+    }
+    if !payload.is_empty() {
+        b = b.psh();
+    }
+    let mut out = Vec::new();
+    b.write(&mut out, payload).expect("build a TCP frame");
+    out
+}
+
+/// Every catalogue file in `port-lists/tools/`, sorted, parsed as plain TOML.
+pub fn catalog_files() -> Vec<(PathBuf, toml::Value)> {
+    let dir = root().join("port-lists/tools");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let v: toml::Value = toml::from_str(&std::fs::read_to_string(&p).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (p, v)
+        })
+        .collect()
+}
