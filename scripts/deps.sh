@@ -4,7 +4,7 @@
 set -euo pipefail
 want=(libpcap-dev pkg-config)
 if [ "${1:-build}" = test ]; then
-  want+=(tcpdump iproute2 nftables iptables dnsmasq-base iperf3 openssl curl libcap2-bin python3 python3-yaml prometheus chromium python3-venv)
+  want+=(tcpdump iproute2 nftables iptables dnsmasq-base iperf3 openssl curl libcap2-bin python3 python3-yaml prometheus chromium python3-venv systemd)
 fi
 missing=()
 for p in "${want[@]}"; do

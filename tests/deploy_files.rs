@@ -169,3 +169,55 @@ fn alert_rules_name_exported_metrics() {
     );
     assert!(scrape.contains("rules.yml"));
 }
+
+/// The systemd unit, checked by systemd's own `systemd-analyze verify` (the version Debian
+/// ships): every key known, every command present, no warning. The install paths are pointed at
+/// this tree, since nothing is installed here.
+#[test]
+fn systemd_unit_verifies_cleanly() {
+    let have = std::process::Command::new("sh")
+        .args(["-c", "command -v systemd-analyze"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !have {
+        let msg = "systemd-analyze is missing (scripts/deps.sh test installs systemd)";
+        if common::must_not_skip() {
+            panic!("{msg}");
+        }
+        eprintln!("skipped: {msg}");
+        return;
+    }
+    let root = common::root();
+    let unit = std::fs::read_to_string(root.join("deploy/rmmguard.service")).unwrap();
+    for key in [
+        "Type=notify",
+        "FileDescriptorStoreMax=",
+        "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "User=rmmguard",
+    ] {
+        assert!(unit.contains(key), "the unit lacks {key}");
+    }
+    let local = unit
+        .replace("/usr/local/bin/rmmguard", &common::bin().to_string_lossy())
+        .replace(
+            "/usr/local/lib/rmmguard/gateway-rules.sh",
+            &root.join("deploy/gateway-rules.sh").to_string_lossy(),
+        );
+    let dir = common::tempdir();
+    let path = dir.path().join("rmmguard.service");
+    std::fs::write(&path, local).unwrap();
+    let o = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "systemd-analyze verify failed: {err}");
+    assert!(
+        err.trim().is_empty(),
+        "systemd-analyze verify warned: {err}"
+    );
+}

@@ -824,6 +824,190 @@ fn kill9_fail_closed_stops_new_flows_and_restart_resumes() {
     g.assert_curl_reset("relay.teamviewer.com");
 }
 
+/// Datagrams of the restart tests: each from a new socket, so each is the first packet of a new
+/// flow and goes through the queue.
+const FLOOD: usize = 6000;
+const FLOOD_RATE: &str = "2000";
+
+impl Gw {
+    /// Starts the numbered-datagram sink on the server (port 9999) and the flood from the
+    /// client; returns once both run.
+    fn start_flood(&mut self) -> Child {
+        let p = script("tests/netns/probe.py");
+        self.spawn('s', &["python3", &p, "udpsink", "9999", "3"], "udpsink.log");
+        self.wait_listen('s', 9999, true);
+        self.cmd(
+            'c',
+            &[
+                "python3",
+                &p,
+                "udpflood",
+                SERVER,
+                "9999",
+                &FLOOD.to_string(),
+                FLOOD_RATE,
+            ],
+        )
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn udpflood")
+    }
+
+    /// Waits for the flood and the sink, and asserts every datagram arrived.
+    fn assert_flood_complete(&mut self, mut flood: Child) {
+        let st = flood.wait().unwrap();
+        assert!(st.success(), "udpflood failed");
+        let t0 = Instant::now();
+        let text = loop {
+            let t = std::fs::read_to_string(self.path("udpsink.log")).unwrap_or_default();
+            if t.contains("missing") {
+                break t;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "udpsink did not finish: {t}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let want = format!("received {FLOOD} distinct {FLOOD}");
+        assert!(
+            text.contains(&want),
+            "datagrams were lost across the restarts: {text} (rmmguard log: {})",
+            self.log()
+        );
+        // They went through the queue (not around it).
+        let queued = self.counter("NFQUEUE");
+        assert!(
+            queued as usize >= FLOOD / 2,
+            "only {queued} packets were queued: {}",
+            self.counters()
+        );
+    }
+}
+
+#[test]
+fn restart_under_fail_open_loses_no_queued_packet() {
+    let Some(mut g) = Gw::new("rs") else { return };
+    g.rules(&["up", "--queues", "0-1"]);
+    let pol = g.policy(OUTBOUND_POLICY);
+    g.start_inline(&["--policy", &pol]);
+    let flood = g.start_flood();
+    // Three restarts while about 2000 new flows a second cross the gateway: SIGTERM, wait for
+    // the exit, start again.
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(500));
+        let mut c = g.inline.take().expect("inline running");
+        let pid = c.id().to_string();
+        let k = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(k.success());
+        let st = c.wait().unwrap();
+        assert!(
+            st.success(),
+            "rmmguard inline exited with {st}: {}",
+            g.log()
+        );
+        g.start_inline(&["--policy", &pol]);
+    }
+    g.assert_flood_complete(flood);
+    assert!(
+        g.log().contains("while stopping"),
+        "no stop drained its queue: {}",
+        g.log()
+    );
+}
+
+#[test]
+fn kill9_under_a_descriptor_store_loses_no_queued_packet() {
+    use std::io::{BufRead, BufReader, Write};
+    let Some(mut g) = Gw::new("fs") else { return };
+    g.rules(&["up", "--queues", "0-1"]);
+    let pol = g.policy(OUTBOUND_POLICY);
+    let bin = common::bin().to_string_lossy().into_owned();
+    let events = g.path("events.json").to_string_lossy().into_owned();
+    let store = script("tests/netns/fdstore.py");
+    let log = std::fs::File::create(g.path("rmmguard.log")).unwrap();
+    let mut harness = g
+        .cmd(
+            'g',
+            &[
+                "python3", &store, "--", &bin, "inline", "--queues", "0-1", "--policy", &pol,
+                "--events", &events,
+            ],
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .spawn()
+        .expect("spawn fdstore.py");
+    let mut stdin = harness.stdin.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = harness.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |what: &str, g: &Gw| -> Vec<String> {
+        let mut seen = Vec::new();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(l) => {
+                    let hit = l.starts_with(what);
+                    seen.push(l);
+                    if hit {
+                        return seen;
+                    }
+                }
+                Err(_) => panic!("no '{what}' from fdstore.py: {seen:?}; log: {}", g.log()),
+            }
+        }
+    };
+    let first = wait_for("ready", &g);
+    assert!(
+        first
+            .iter()
+            .filter(|l| l.starts_with("stored nfqueue-"))
+            .count()
+            == 2,
+        "both queue sockets should be stored: {first:?}"
+    );
+    // The harness (and with it rmmguard) is stopped by the guard if the test fails.
+    g.children.push(harness);
+    let p = script("tests/netns/probe.py");
+    g.spawn(
+        's',
+        &["python3", &p, "banner", "5938", &hex(b"hello")],
+        "tv.log",
+    );
+    g.wait_listen('s', 5938, false);
+    let flood = g.start_flood();
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(500));
+        writeln!(stdin, "kill9").unwrap();
+        stdin.flush().unwrap();
+        wait_for("exited", &g);
+        wait_for("ready", &g);
+    }
+    g.assert_flood_complete(flood);
+    assert!(
+        g.log().contains("took over the socket"),
+        "the restarted process did not take the stored sockets over: {}",
+        g.log()
+    );
+    // Blocking still works after the takeovers.
+    let o = g.probe(&["connect", SERVER, "5938"]);
+    assert!(
+        o.starts_with("connect refused"),
+        "port 5938 after the restarts: {o}"
+    );
+    writeln!(stdin, "stop").unwrap();
+    drop(stdin);
+    let st = g.children.last_mut().unwrap().wait().unwrap();
+    assert!(st.success(), "fdstore.py: {st}");
+}
+
 #[test]
 fn reload_applies_a_valid_policy_and_keeps_the_old_one_on_error() {
     let Some(mut g) = Gw::new("rl") else { return };

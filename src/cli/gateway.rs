@@ -7,18 +7,27 @@
 //! per thread, so every worker inherits the reduced set). It then waits for signals:
 //! - SIGHUP: reload the policy and catalogue (validated first; on error the old ones stay), and
 //!   reopen the events file (for logrotate);
-//! - SIGTERM / SIGINT: stop; each worker answers what is still queued, then unbinds, so that
-//!   packets arriving later meet the rule's `--queue-bypass`;
+//! - SIGTERM / SIGINT: stop; each worker sets its queue's length to 0 (later packets meet the
+//!   full-queue rule at once: accepted with fail-open), answers every packet still queued, then
+//!   unbinds, so that packets arriving later meet the rule's `--queue-bypass`. The kernel drops
+//!   what is still queued for a socket when it is unbound or closed; this order leaves nothing
+//!   queued, so a restart loses no packet;
+//! - under systemd (`$NOTIFY_SOCKET`), the queue sockets are handed to its file-descriptor store
+//!   and taken back after a restart, even after a crash or `kill -9`: the queues stay bound and
+//!   packets wait in them for the next process (see `systemd.rs`);
 //! - every second, a wake-up signal (SIGUSR1, handled without SA_RESTART) interrupts each
 //!   worker's blocking receive so it publishes its metrics and flushes its events even when idle.
 
+use super::systemd;
 use crate::CommonArgs;
 use rmmguard::decode::{self, Packet, LINKTYPE_RAW};
 use rmmguard::engine::{self, learned::Learned, ConfigHandle, Engine, Verdict};
 use rmmguard::output::metrics::{Hub, WorkerSnapshot};
 use rmmguard::replay::{EventSink, JsonLines};
 use rmmguard::source::live::{build_resets, Injector, LiveCapture};
-use rmmguard::source::nfqueue::{answer, parse_queues, NfQueue, QueueOptions};
+use rmmguard::source::nfqueue::{
+    answer, parse_queues, Answer, NfQueue, QueueOptions, QueuedPacket,
+};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -538,15 +547,15 @@ fn is_eintr(e: &std::io::Error) -> bool {
     e.raw_os_error() == Some(libc::EINTR)
 }
 
-fn handle_packet(q: &mut NfQueue, eng: &mut Engine, msg: nfq::Message) {
-    let v = eng.process(now_ns(), LINKTYPE_RAW as u16, msg.get_payload());
-    let a = answer(v, eng.config().policy.block_mode);
-    if let Err(e) = q.verdict(msg, a) {
-        tracing::error!("NFQUEUE {}: verdict failed: {e}", q.num());
-    }
+/// The engine's answer for one queued packet.
+fn decide(eng: &mut Engine, p: &QueuedPacket<'_>) -> Answer {
+    let v = eng.process(now_ns(), LINKTYPE_RAW as u16, p.payload);
+    answer(v, eng.config().policy.block_mode)
 }
 
-fn worker(mut q: NfQueue, w: usize, shared: Arc<Shared>, opts: engine::Options) {
+/// One queue's worker. `keep_bound`: a service manager keeps the socket across restarts, so the
+/// queue stays bound when this process stops (see `systemd.rs`).
+fn worker(mut q: NfQueue, w: usize, shared: Arc<Shared>, opts: engine::Options, keep_bound: bool) {
     let mut eng = Engine::new(
         shared.handle.clone(),
         shared.learned.clone(),
@@ -556,10 +565,9 @@ fn worker(mut q: NfQueue, w: usize, shared: Arc<Shared>, opts: engine::Options) 
     let mut last_pub = Instant::now();
     let mut errors = 0u32;
     while !shared.stop.load(Ordering::Relaxed) {
-        match q.recv() {
-            Ok(msg) => {
+        match q.serve(false, &mut |p| decide(&mut eng, p)) {
+            Ok(_) => {
                 errors = 0;
-                handle_packet(&mut q, &mut eng, msg);
                 shared.drain(&mut eng);
             }
             Err(e) if is_eintr(&e) => {}
@@ -586,21 +594,19 @@ fn worker(mut q: NfQueue, w: usize, shared: Arc<Shared>, opts: engine::Options) 
                 .flush();
         }
     }
-    // Stopping: answer what is queued, unbind (later packets meet the rule's bypass), then
-    // answer anything that arrived meanwhile.
-    q.set_nonblocking(true);
-    for round in 0..2 {
-        loop {
-            match q.recv() {
-                Ok(msg) => handle_packet(&mut q, &mut eng, msg),
-                Err(e) if is_eintr(&e) => continue,
-                Err(_) => break,
-            }
-        }
-        if round == 0 {
-            if let Err(e) = q.unbind() {
-                tracing::warn!("{e}");
-            }
+    // Stopping: no new packet waits for this process (queue length 0: later ones meet the
+    // full-queue rule, accepted with fail-open), and every packet already queued is answered.
+    // Only then is the queue unbound, so the kernel has nothing of ours to drop; later packets
+    // meet the rule's bypass setting. Under a service manager's descriptor store the queue stays
+    // bound (at length 0) for the next process to take over.
+    let n = q.quiesce(&mut |p| decide(&mut eng, p));
+    tracing::warn!(
+        "NFQUEUE {}: answered {n} queued packets while stopping",
+        q.num()
+    );
+    if !keep_bound {
+        if let Err(e) = q.unbind() {
+            tracing::warn!("{e}");
         }
     }
     eng.flush(now_ns());
@@ -623,9 +629,32 @@ pub fn inline(a: InlineArgs) -> Result<u8, String> {
         copy_range: u16::MAX,
         max_len: a.queue_len.max(1),
     };
+    // Sockets a service manager kept across a restart are taken over: their queues are still
+    // bound, with packets waiting in them.
+    let mut inherited: std::collections::HashMap<String, std::os::fd::OwnedFd> =
+        systemd::take_listen_fds().into_iter().collect();
     let mut opened = Vec::with_capacity(queues.len());
     for &n in &queues {
-        opened.push(NfQueue::open(n, qo)?);
+        let q = match inherited.remove(&format!("nfqueue-{n}")) {
+            Some(fd) => match NfQueue::adopt(fd, n, qo) {
+                Ok(q) => {
+                    tracing::warn!("NFQUEUE {n}: took over the socket kept by the service manager");
+                    q
+                }
+                Err(e) => {
+                    tracing::warn!("{e}; opening a new one");
+                    NfQueue::open(n, qo)?
+                }
+            },
+            None => NfQueue::open(n, qo)?,
+        };
+        opened.push(q);
+    }
+    // Sockets of queues no longer configured are closed here.
+    drop(inherited);
+    let keep_bound = systemd::enabled();
+    for q in &opened {
+        systemd::notify(&format!("FDSTORE=1\nFDNAME=nfqueue-{}", q.num()), &[q.fd()]);
     }
     write_pid_file(&a.pid_file)?;
     let sigset = setup_signals();
@@ -648,7 +677,7 @@ pub fn inline(a: InlineArgs) -> Result<u8, String> {
         let sh = shared.clone();
         let t = std::thread::Builder::new()
             .name(format!("nfq-{}", q.num()))
-            .spawn(move || worker(q, w, sh, opts))
+            .spawn(move || worker(q, w, sh, opts, keep_bound))
             .map_err(|e| format!("cannot start a worker thread: {e}"))?;
         workers.push(t);
     }
@@ -673,6 +702,14 @@ pub fn inline(a: InlineArgs) -> Result<u8, String> {
         },
         std::process::id()
     );
+    systemd::notify(
+        &format!(
+            "READY=1\nMAINPID={}\nSTATUS=inline on NFQUEUE {}",
+            std::process::id(),
+            a.queues
+        ),
+        &[],
+    );
     let mut failed = false;
     loop {
         match wait_signal(&sigset, Duration::from_secs(1)) {
@@ -687,6 +724,7 @@ pub fn inline(a: InlineArgs) -> Result<u8, String> {
         }
         wake(&workers);
     }
+    systemd::notify("STOPPING=1", &[]);
     shared.stop.store(true, Ordering::Relaxed);
     while workers.iter().any(|t| !t.is_finished()) {
         wake(&workers);

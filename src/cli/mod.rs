@@ -6,3 +6,4 @@ pub mod check;
 pub mod gateway;
 pub mod gen;
 pub mod progress;
+pub mod systemd;

@@ -1,8 +1,16 @@
 //! NFQUEUE: packets the kernel's firewall hands to user space for a verdict (inline mode).
 //!
-//! A thin layer over the `nfq` crate. It opens one netlink socket per queue, binds it with the
-//! settings inline mode needs (fail-open when the queue is full, GSO super-packets, whole packets
-//! copied), and maps an engine [`Verdict`] to a netfilter verdict and packet mark.
+//! A small netlink layer of our own (`NETLINK_NETFILTER`, subsystem `NFNL_SUBSYS_QUEUE`). The
+//! `nfq` crate was used first; it was replaced because inline mode needs what it lacks:
+//! - **batch verdicts** (`NFQNL_MSG_VERDICT_BATCH`): after a restart that took over a socket
+//!   whose previous owner died, every packet that owner had read but not answered is released at
+//!   once;
+//! - **packets that arrive while a configuration reply is awaited are kept**, not discarded: a
+//!   packet read and dropped on the floor is never answered, and the kernel holds it until the
+//!   queue is destroyed, then drops it. Stopping relies on this (see [`NfQueue::quiesce`]);
+//! - **taking over an open socket** ([`NfQueue::adopt`]), as kept by systemd's file-descriptor
+//!   store across a crash: the queue stays bound, so packets wait in it instead of being lost;
+//! - no allocation per packet: one receive buffer, reused.
 //!
 //! ## The marks
 //! rmmguard owns the two low bits of the packet mark ([`MARK_MASK`]); the other bits are left as
@@ -14,9 +22,18 @@
 //!
 //! A decided packet gets the `repeat` verdict with its mark, so it re-enters the chain, skips the
 //! queue rule (its mark is no longer 0) and meets the rule that saves the mark and acts on it.
+//!
+//! ## Wire format (linux/netfilter/nfnetlink_queue.h)
+//! Every message is a netlink header, a `nfgenmsg` (family, version 0, the queue number in
+//! network order) and attributes. Attribute payloads are in network byte order; netlink's own
+//! headers are in host order.
+#![allow(unsafe_code)]
 
 use crate::engine::Verdict;
 use crate::policy::BlockMode;
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// The bits of the packet and conntrack marks that rmmguard uses.
 pub const MARK_MASK: u32 = 0x3;
@@ -26,6 +43,39 @@ pub const MARK_ALLOW: u32 = 1;
 pub const MARK_REJECT: u32 = 2;
 /// Blocked, silently dropped.
 pub const MARK_DROP: u32 = 3;
+
+// linux/netlink.h
+const NLMSG_HDRLEN: usize = 16;
+const NLM_F_REQUEST: u16 = 0x1;
+const NLM_F_ACK: u16 = 0x4;
+const NLMSG_ERROR: u16 = 0x2;
+const NLA_TYPE_MASK: u16 = 0x3fff;
+const SOL_NETLINK: libc::c_int = 270;
+const NETLINK_NO_ENOBUFS: libc::c_int = 5;
+// linux/netfilter/nfnetlink.h, nfnetlink_queue.h
+const NFNL_SUBSYS_QUEUE: u16 = 3;
+const NFQNL_MSG_PACKET: u16 = 0;
+const NFQNL_MSG_VERDICT: u16 = 1;
+const NFQNL_MSG_CONFIG: u16 = 2;
+const NFQNL_MSG_VERDICT_BATCH: u16 = 3;
+const NFQA_PACKET_HDR: u16 = 1;
+const NFQA_VERDICT_HDR: u16 = 2;
+const NFQA_MARK: u16 = 3;
+const NFQA_PAYLOAD: u16 = 10;
+const NFQA_CFG_CMD: u16 = 1;
+const NFQA_CFG_PARAMS: u16 = 2;
+const NFQA_CFG_QUEUE_MAXLEN: u16 = 3;
+const NFQA_CFG_MASK: u16 = 4;
+const NFQA_CFG_FLAGS: u16 = 5;
+const NFQNL_CFG_CMD_BIND: u8 = 1;
+const NFQNL_CFG_CMD_UNBIND: u8 = 2;
+const NFQNL_COPY_PACKET: u8 = 2;
+const NFQA_CFG_F_FAIL_OPEN: u32 = 1;
+const NFQA_CFG_F_GSO: u32 = 4;
+// linux/netfilter.h
+const NF_DROP: u32 = 0;
+const NF_ACCEPT: u32 = 1;
+const NF_REPEAT: u32 = 4;
 
 /// Settings of a bound queue.
 #[derive(Clone, Copy, Debug)]
@@ -46,12 +96,6 @@ impl Default for QueueOptions {
             max_len: 4096,
         }
     }
-}
-
-/// One bound NFQUEUE queue.
-pub struct NfQueue {
-    q: nfq::Queue,
-    num: u16,
 }
 
 /// What to answer for one packet: a netfilter verdict and, when decided, the mark to set.
@@ -84,8 +128,19 @@ pub fn answer(v: Verdict, mode: BlockMode) -> Answer {
     }
 }
 
+/// One queued packet, borrowed from the receive buffer.
+#[derive(Debug)]
+pub struct QueuedPacket<'a> {
+    /// The kernel's packet id (answers name it).
+    pub id: u32,
+    /// The packet mark as it was when queued.
+    pub mark: u32,
+    /// The IP packet (from the IP header on).
+    pub payload: &'a [u8],
+}
+
 /// A one-line error naming the queue.
-fn qerr(num: u16, what: &str, e: std::io::Error) -> String {
+fn qerr(num: u16, what: &str, e: io::Error) -> String {
     let hint = match e.raw_os_error() {
         Some(libc::EPERM) => " (needs CAP_NET_ADMIN: run as root or with that capability)",
         Some(libc::EBUSY) => " (another process is bound to this queue)",
@@ -94,20 +149,264 @@ fn qerr(num: u16, what: &str, e: std::io::Error) -> String {
     format!("NFQUEUE {num}: {what}: {e}{hint}")
 }
 
+fn align4(n: usize) -> usize {
+    (n + 3) & !3
+}
+
+/// Builds one netlink message for the queue subsystem into `out`.
+struct Msg<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+impl<'a> Msg<'a> {
+    fn new(out: &'a mut Vec<u8>, kind: u16, flags: u16, seq: u32, queue: u16) -> Msg<'a> {
+        out.clear();
+        out.extend_from_slice(&0u32.to_ne_bytes()); // length, set by `finish`
+        out.extend_from_slice(&((NFNL_SUBSYS_QUEUE << 8) | kind).to_ne_bytes());
+        out.extend_from_slice(&(NLM_F_REQUEST | flags).to_ne_bytes());
+        out.extend_from_slice(&seq.to_ne_bytes());
+        out.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel fills it in
+        out.extend_from_slice(&[libc::AF_UNSPEC as u8, 0]); // nfgenmsg: family, version 0
+        out.extend_from_slice(&queue.to_be_bytes());
+        Msg { out }
+    }
+
+    fn attr(self, kind: u16, data: &[u8]) -> Self {
+        let len = 4 + data.len();
+        self.out.extend_from_slice(&(len as u16).to_ne_bytes());
+        self.out.extend_from_slice(&kind.to_ne_bytes());
+        self.out.extend_from_slice(data);
+        self.out.resize(align4(self.out.len()), 0);
+        self
+    }
+
+    fn finish(self) {
+        let len = self.out.len() as u32;
+        self.out[..4].copy_from_slice(&len.to_ne_bytes());
+    }
+}
+
+/// The attributes of a message body (after netlink header and nfgenmsg): (type, payload).
+fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if b.len() < 4 {
+            return None;
+        }
+        let len = u16::from_ne_bytes([b[0], b[1]]) as usize;
+        let kind = u16::from_ne_bytes([b[2], b[3]]) & NLA_TYPE_MASK;
+        if len < 4 || len > b.len() {
+            return None;
+        }
+        let data = &b[4..len];
+        b = &b[align4(len).min(b.len())..];
+        Some((kind, data))
+    })
+}
+
+fn be32(b: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(..4)?.try_into().ok()?))
+}
+
+/// Parses a queued-packet message body. `None` when it lacks the packet header.
+fn parse_packet(body: &[u8]) -> Option<QueuedPacket<'_>> {
+    let mut id = None;
+    let mut mark = 0;
+    let mut payload: &[u8] = &[];
+    for (kind, data) in attrs(body.get(4..)?) {
+        match kind {
+            NFQA_PACKET_HDR => id = be32(data),
+            NFQA_MARK => mark = be32(data).unwrap_or(0),
+            NFQA_PAYLOAD => payload = data,
+            _ => {}
+        }
+    }
+    Some(QueuedPacket {
+        id: id?,
+        mark,
+        payload,
+    })
+}
+
+/// One netlink message in a received buffer: (type, flags, seq, body after the netlink header).
+fn messages(mut b: &[u8]) -> impl Iterator<Item = (u16, u32, &[u8])> {
+    std::iter::from_fn(move || {
+        if b.len() < NLMSG_HDRLEN {
+            return None;
+        }
+        let len = u32::from_ne_bytes(b[0..4].try_into().ok()?) as usize;
+        let kind = u16::from_ne_bytes([b[4], b[5]]);
+        let seq = u32::from_ne_bytes(b[8..12].try_into().ok()?);
+        if len < NLMSG_HDRLEN || len > b.len() {
+            return None;
+        }
+        let body = &b[NLMSG_HDRLEN..len];
+        b = &b[align4(len).min(b.len())..];
+        Some((kind, seq, body))
+    })
+}
+
+fn is_packet(kind: u16) -> bool {
+    kind == (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET
+}
+
+/// One bound NFQUEUE queue.
+pub struct NfQueue {
+    fd: OwnedFd,
+    num: u16,
+    opts: QueueOptions,
+    /// The receive buffer (one netlink datagram: a packet of up to `copy_range` bytes and its
+    /// metadata).
+    buf: Vec<u8>,
+    /// Messages to send (verdicts, configuration).
+    out: Vec<u8>,
+    /// Packets that arrived while a configuration reply was awaited, served before new ones.
+    pending: VecDeque<Vec<u8>>,
+    seq: u32,
+    /// Taken over from a previous owner: the packets it read but never answered are released
+    /// when the first packet arrives (every id before it).
+    orphans: bool,
+    /// Packets released that way.
+    released: u64,
+}
+
 impl NfQueue {
-    /// Opens and binds queue `num`.
+    fn socket() -> io::Result<OwnedFd> {
+        // SAFETY: plain socket(2); the result is checked before it is wrapped.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_NETFILTER,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: a zeroed sockaddr_nl is valid; nl_pid 0 lets the kernel pick the port id.
+        let mut sa: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+        sa.nl_family = libc::AF_NETLINK as u16;
+        // SAFETY: `sa` is a valid sockaddr_nl of the length given.
+        let r = unsafe {
+            libc::bind(
+                fd.as_raw_fd(),
+                &sa as *const libc::sockaddr_nl as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_nl>() as u32,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(fd)
+    }
+
+    fn setsockopt(fd: &OwnedFd, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> bool {
+        // SAFETY: `v` is a c_int that outlives the call, and its size is passed.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                level,
+                opt,
+                &v as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as u32,
+            ) == 0
+        }
+    }
+
+    fn getsockopt(fd: BorrowedFd<'_>, opt: libc::c_int) -> Option<libc::c_int> {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: `v` and `len` are valid for writes of the sizes given.
+        let r = unsafe {
+            libc::getsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                &mut v as *mut libc::c_int as *mut libc::c_void,
+                &mut len,
+            )
+        };
+        (r == 0).then_some(v)
+    }
+
+    fn new(fd: OwnedFd, num: u16, opts: QueueOptions) -> NfQueue {
+        // A queue that is not read fast enough gets the full-queue rule (fail-open or not), never
+        // ENOBUFS on this socket; and a large buffer absorbs bursts.
+        Self::setsockopt(&fd, SOL_NETLINK, NETLINK_NO_ENOBUFS, 1);
+        if !Self::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 8 << 20) {
+            Self::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, 8 << 20);
+        }
+        NfQueue {
+            fd,
+            num,
+            opts,
+            buf: vec![0; opts.copy_range as usize + 8192],
+            out: Vec::with_capacity(128),
+            pending: VecDeque::new(),
+            seq: 0,
+            orphans: false,
+            released: 0,
+        }
+    }
+
+    /// Opens a netlink socket and binds queue `num` with `o`.
     pub fn open(num: u16, o: QueueOptions) -> Result<NfQueue, String> {
-        let mut q = nfq::Queue::open().map_err(|e| qerr(num, "cannot open netlink socket", e))?;
-        q.bind(num).map_err(|e| qerr(num, "cannot bind", e))?;
-        q.set_copy_range(num, o.copy_range)
+        let fd = Self::socket().map_err(|e| qerr(num, "cannot open netlink socket", e))?;
+        let mut q = Self::new(fd, num, o);
+        q.config_cmd(NFQNL_CFG_CMD_BIND)
+            .map_err(|e| qerr(num, "cannot bind", e))?;
+        q.configure()?;
+        Ok(q)
+    }
+
+    /// Takes over a socket kept open across a restart (systemd's file-descriptor store). The
+    /// queue may still be bound to it, with packets waiting: they are served; those the previous
+    /// owner read but never answered are released when the first packet arrives, accepted when
+    /// `o.fail_open` and dropped otherwise. A socket whose queue was unbound is bound again.
+    pub fn adopt(fd: OwnedFd, num: u16, o: QueueOptions) -> Result<NfQueue, String> {
+        let netlink = Self::getsockopt(fd.as_fd(), libc::SO_DOMAIN) == Some(libc::AF_NETLINK)
+            && Self::getsockopt(fd.as_fd(), libc::SO_PROTOCOL) == Some(libc::NETLINK_NETFILTER);
+        if !netlink {
+            return Err(format!(
+                "NFQUEUE {num}: the inherited descriptor is not a netfilter netlink socket"
+            ));
+        }
+        let mut q = Self::new(fd, num, o);
+        match q.config_cmd(NFQNL_CFG_CMD_BIND) {
+            Ok(()) => {}
+            // Still bound to this socket (or to another process: `configure` then fails with
+            // EPERM, since only the bound socket may configure the queue).
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => q.orphans = true,
+            Err(e) => return Err(qerr(num, "cannot bind", e)),
+        }
+        q.configure()?;
+        Ok(q)
+    }
+
+    fn configure(&mut self) -> Result<(), String> {
+        let num = self.num;
+        // struct nfqnl_msg_config_params { be32 copy_range; u8 copy_mode; } (packed)
+        let mut p = [0u8; 5];
+        p[..4].copy_from_slice(&(self.opts.copy_range as u32).to_be_bytes());
+        p[4] = NFQNL_COPY_PACKET;
+        self.config(|m| m.attr(NFQA_CFG_PARAMS, &p))
             .map_err(|e| qerr(num, "cannot set the copy range", e))?;
-        q.set_fail_open(num, o.fail_open)
-            .map_err(|e| qerr(num, "cannot set fail-open", e))?;
-        q.set_recv_gso(num, true)
-            .map_err(|e| qerr(num, "cannot accept GSO packets", e))?;
-        q.set_queue_max_len(num, o.max_len)
-            .map_err(|e| qerr(num, "cannot set the queue length", e))?;
-        Ok(NfQueue { q, num })
+        let mask = NFQA_CFG_F_FAIL_OPEN | NFQA_CFG_F_GSO;
+        let flags = NFQA_CFG_F_GSO
+            | if self.opts.fail_open {
+                NFQA_CFG_F_FAIL_OPEN
+            } else {
+                0
+            };
+        self.config(|m| {
+            m.attr(NFQA_CFG_FLAGS, &flags.to_be_bytes())
+                .attr(NFQA_CFG_MASK, &mask.to_be_bytes())
+        })
+        .map_err(|e| qerr(num, "cannot set fail-open and GSO", e))?;
+        let len = self.opts.max_len;
+        self.set_max_len(len)
+            .map_err(|e| qerr(num, "cannot set the queue length", e))
     }
 
     /// The queue number.
@@ -115,39 +414,228 @@ impl NfQueue {
         self.num
     }
 
-    /// Waits for the next packet. `Err` with `EINTR` when a signal interrupted the wait.
-    pub fn recv(&mut self) -> std::io::Result<nfq::Message> {
-        self.q.recv()
+    /// The socket (to hand to systemd's file-descriptor store).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 
-    /// Whether a packet is ready now (non-blocking receive).
-    pub fn set_nonblocking(&mut self, on: bool) {
-        self.q.set_nonblocking(on);
+    /// Packets released after a takeover (see [`NfQueue::adopt`]).
+    pub fn released(&self) -> u64 {
+        self.released
     }
 
-    /// Answers one packet.
-    pub fn verdict(&mut self, mut msg: nfq::Message, a: Answer) -> std::io::Result<()> {
-        if a.repeat {
-            let m = (msg.get_nfmark() & !MARK_MASK) | (a.mark & MARK_MASK);
-            msg.set_nfmark(m);
-            msg.set_verdict(nfq::Verdict::Repeat);
-        } else {
-            msg.set_verdict(nfq::Verdict::Accept);
+    fn send(&mut self) -> io::Result<()> {
+        loop {
+            // SAFETY: `out` is an initialised buffer of the length given. The socket has no
+            // destination set, so the message goes to the kernel (port id 0).
+            let r = unsafe {
+                libc::send(
+                    self.fd.as_raw_fd(),
+                    self.out.as_ptr() as *const libc::c_void,
+                    self.out.len(),
+                    0,
+                )
+            };
+            if r >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINTR) {
+                return Err(e);
+            }
         }
-        self.q.verdict(msg)
     }
 
-    /// Accepts a packet unchanged (used while stopping).
-    pub fn accept(&mut self, mut msg: nfq::Message) -> std::io::Result<()> {
-        msg.set_verdict(nfq::Verdict::Accept);
-        self.q.verdict(msg)
+    /// Receives one datagram into `buf`; its length.
+    fn recv_raw(&mut self, nonblocking: bool) -> io::Result<usize> {
+        let flags = if nonblocking { libc::MSG_DONTWAIT } else { 0 };
+        // SAFETY: `buf` is valid for writes of its length.
+        let r = unsafe {
+            libc::recv(
+                self.fd.as_raw_fd(),
+                self.buf.as_mut_ptr() as *mut libc::c_void,
+                self.buf.len(),
+                flags,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(r as usize)
     }
 
-    /// Unbinds the queue; packets queued later meet the rule's bypass setting.
+    /// Sends a configuration message and waits for its acknowledgement. Packets that arrive
+    /// meanwhile are kept for [`NfQueue::serve`].
+    fn config(&mut self, build: impl FnOnce(Msg<'_>) -> Msg<'_>) -> io::Result<()> {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let num = self.num;
+        build(Msg::new(
+            &mut self.out,
+            NFQNL_MSG_CONFIG,
+            NLM_F_ACK,
+            seq,
+            num,
+        ))
+        .finish();
+        self.send()?;
+        loop {
+            let n = match self.recv_raw(false) {
+                Ok(n) => n,
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e) => return Err(e),
+            };
+            let mut result = None;
+            for (kind, mseq, body) in messages(&self.buf[..n]) {
+                if kind == NLMSG_ERROR && mseq == seq {
+                    let errno = body
+                        .get(..4)
+                        .map(|b| i32::from_ne_bytes(b.try_into().unwrap_or([0; 4])))
+                        .unwrap_or(0);
+                    result = Some(errno);
+                } else if is_packet(kind) {
+                    let mut m = Vec::with_capacity(NLMSG_HDRLEN + body.len());
+                    m.extend_from_slice(&[0; NLMSG_HDRLEN]);
+                    m.extend_from_slice(body);
+                    self.pending.push_back(m);
+                }
+            }
+            match result {
+                Some(0) => return Ok(()),
+                Some(e) => return Err(io::Error::from_raw_os_error(e.abs())),
+                None => {}
+            }
+        }
+    }
+
+    fn config_cmd(&mut self, cmd: u8) -> io::Result<()> {
+        // struct nfqnl_msg_config_cmd { u8 command; u8 pad; be16 pf; }
+        self.config(|m| m.attr(NFQA_CFG_CMD, &[cmd, 0, 0, 0]))
+    }
+
+    /// Sets how many packets the kernel holds for this queue. 0 stops queueing: later packets
+    /// meet the full-queue rule at once (accepted with fail-open), and none waits for this
+    /// process.
+    pub fn set_max_len(&mut self, len: u32) -> io::Result<()> {
+        self.config(|m| m.attr(NFQA_CFG_QUEUE_MAXLEN, &len.to_be_bytes()))
+    }
+
+    fn send_verdict(&mut self, kind: u16, id: u32, verdict: u32, mark: Option<u32>) {
+        let num = self.num;
+        let mut hdr = [0u8; 8];
+        hdr[..4].copy_from_slice(&verdict.to_be_bytes());
+        hdr[4..].copy_from_slice(&id.to_be_bytes());
+        let m = Msg::new(&mut self.out, kind, 0, 0, num).attr(NFQA_VERDICT_HDR, &hdr);
+        match mark {
+            Some(mk) => m.attr(NFQA_MARK, &mk.to_be_bytes()).finish(),
+            None => m.finish(),
+        }
+        if let Err(e) = self.send() {
+            tracing::error!("NFQUEUE {num}: verdict for packet {id} failed: {e}");
+        }
+    }
+
+    fn answer_packet(&mut self, p: &QueuedPacket<'_>, a: Answer) {
+        if a.repeat {
+            let mark = (p.mark & !MARK_MASK) | (a.mark & MARK_MASK);
+            self.send_verdict(NFQNL_MSG_VERDICT, p.id, NF_REPEAT, Some(mark));
+        } else {
+            self.send_verdict(NFQNL_MSG_VERDICT, p.id, NF_ACCEPT, None);
+        }
+    }
+
+    fn release_orphans(&mut self, first_id: u32) {
+        self.orphans = false;
+        if first_id <= 1 {
+            return;
+        }
+        // Every id up to first_id - 1 still held for this queue was read by the previous owner
+        // (ids grow by one per queued packet, and this process reads them in order).
+        let v = if self.opts.fail_open {
+            NF_ACCEPT
+        } else {
+            NF_DROP
+        };
+        self.send_verdict(NFQNL_MSG_VERDICT_BATCH, first_id - 1, v, None);
+        self.released += 1;
+        tracing::warn!(
+            "NFQUEUE {}: took over from a previous process; released its unanswered packets \
+             (ids up to {}) with {}",
+            self.num,
+            first_id - 1,
+            if v == NF_ACCEPT { "accept" } else { "drop" }
+        );
+    }
+
+    /// Receives what is queued and answers each packet with `f`'s answer. Blocks for the first
+    /// datagram unless `nonblocking`. Returns the number of packets answered; `Err` with
+    /// `EINTR` when a signal interrupted the wait, `EAGAIN` when nonblocking and nothing waits.
+    pub fn serve(
+        &mut self,
+        nonblocking: bool,
+        f: &mut dyn FnMut(&QueuedPacket<'_>) -> Answer,
+    ) -> io::Result<usize> {
+        if let Some(m) = self.pending.pop_front() {
+            let mut done = 0;
+            if let Some(p) = parse_packet(&m[NLMSG_HDRLEN..]) {
+                if self.orphans {
+                    self.release_orphans(p.id);
+                }
+                let a = f(&p);
+                self.answer_packet(&p, a);
+                done = 1;
+            }
+            return Ok(done);
+        }
+        let n = self.recv_raw(nonblocking)?;
+        // The buffer is moved out while its packets are answered (answers use `out`).
+        let buf = std::mem::take(&mut self.buf);
+        let mut done = 0;
+        for (kind, _, body) in messages(&buf[..n]) {
+            if !is_packet(kind) {
+                continue;
+            }
+            if let Some(p) = parse_packet(body) {
+                if self.orphans {
+                    self.release_orphans(p.id);
+                }
+                let a = f(&p);
+                self.answer_packet(&p, a);
+                done += 1;
+            }
+        }
+        self.buf = buf;
+        Ok(done)
+    }
+
+    /// Stops new packets from waiting for this process and answers every packet already queued
+    /// with `f`: sets the queue length to 0 (so later packets meet the full-queue rule at once:
+    /// accepted with fail-open), then reads until nothing is left. Nothing is then held for
+    /// this socket, so closing or unbinding it drops nothing. Returns the packets answered.
+    pub fn quiesce(&mut self, f: &mut dyn FnMut(&QueuedPacket<'_>) -> Answer) -> usize {
+        if let Err(e) = self.set_max_len(0) {
+            tracing::warn!(
+                "NFQUEUE {}: cannot set the queue length to 0: {e}",
+                self.num
+            );
+        }
+        let mut total = 0;
+        loop {
+            match self.serve(true, f) {
+                Ok(n) => total += n,
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+                Err(_) => break,
+            }
+        }
+        total
+    }
+
+    /// Unbinds the queue; packets queued later meet the rule's bypass setting. Packets still
+    /// held for this socket are dropped by the kernel: call [`NfQueue::quiesce`] first.
     pub fn unbind(&mut self) -> Result<(), String> {
-        self.q
-            .unbind(self.num)
-            .map_err(|e| qerr(self.num, "cannot unbind", e))
+        let num = self.num;
+        self.config_cmd(NFQNL_CFG_CMD_UNBIND)
+            .map_err(|e| qerr(num, "cannot unbind", e))
     }
 }
 
@@ -210,5 +698,80 @@ mod tests {
         );
         assert_eq!(answer(Verdict::Block, BlockMode::Reject).mark, MARK_REJECT);
         assert_eq!(answer(Verdict::Block, BlockMode::Drop).mark, MARK_DROP);
+    }
+
+    /// A packet message as the kernel sends it: header, nfgenmsg, packet header, mark, payload.
+    fn packet_msg(id: u32, mark: u32, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut hdr = [0u8; 7];
+        hdr[..4].copy_from_slice(&id.to_be_bytes());
+        hdr[4..6].copy_from_slice(&0x0800u16.to_be_bytes());
+        hdr[6] = 2;
+        Msg::new(&mut out, NFQNL_MSG_PACKET, 0, 0, 3)
+            .attr(NFQA_PACKET_HDR, &hdr)
+            .attr(NFQA_MARK, &mark.to_be_bytes())
+            .attr(NFQA_PAYLOAD, payload)
+            .finish();
+        out
+    }
+
+    #[test]
+    fn packet_messages_parse() {
+        let mut b = packet_msg(7, 0x100, b"\x45abcde");
+        b.extend(packet_msg(8, 0, b"\x60"));
+        let got: Vec<_> = messages(&b)
+            .filter(|m| is_packet(m.0))
+            .filter_map(|(_, _, body)| parse_packet(body).map(|p| (p.id, p.mark, p.payload)))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(7, 0x100, &b"\x45abcde"[..]), (8, 0, &b"\x60"[..])]
+        );
+    }
+
+    #[test]
+    fn malformed_messages_stop_cleanly() {
+        let b = packet_msg(9, 1, b"\x45xyz");
+        // Every truncation parses to at most the whole packet, never past the buffer.
+        for cut in 0..b.len() {
+            for (_, _, body) in messages(&b[..cut]) {
+                let _ = parse_packet(body);
+            }
+        }
+        // An attribute whose length runs past the message.
+        let mut bad = b.clone();
+        bad[NLMSG_HDRLEN + 4] = 0xff;
+        for (_, _, body) in messages(&bad) {
+            let p = parse_packet(body);
+            assert!(p.is_none(), "an attribute past the end was read");
+        }
+        // Without a packet header there is no packet (no id to answer).
+        let mut out = Vec::new();
+        Msg::new(&mut out, NFQNL_MSG_PACKET, 0, 0, 0)
+            .attr(NFQA_PAYLOAD, b"\x45")
+            .finish();
+        assert!(messages(&out).all(|(_, _, body)| parse_packet(body).is_none()));
+    }
+
+    #[test]
+    fn config_and_verdict_messages_are_well_formed() {
+        let mut out = Vec::new();
+        Msg::new(&mut out, NFQNL_MSG_CONFIG, NLM_F_ACK, 5, 0x0102)
+            .attr(NFQA_CFG_PARAMS, &[0, 0, 0xff, 0xff, NFQNL_COPY_PACKET])
+            .finish();
+        assert_eq!(out.len() % 4, 0);
+        assert_eq!(
+            u32::from_ne_bytes(out[..4].try_into().unwrap()) as usize,
+            out.len()
+        );
+        assert_eq!(u16::from_ne_bytes([out[4], out[5]]), (3 << 8) | 2);
+        assert_eq!(
+            u16::from_ne_bytes([out[6], out[7]]),
+            NLM_F_REQUEST | NLM_F_ACK
+        );
+        assert_eq!(&out[18..20], &[1, 2], "queue number in network order");
+        // The 5-byte params attribute: length 9, padded to 12.
+        assert_eq!(u16::from_ne_bytes([out[20], out[21]]), 9);
+        assert_eq!(out.len(), 16 + 4 + 12);
     }
 }

@@ -19,6 +19,12 @@
       connections per second (for benches/gateway.sh).
   probe.py dns SERVER NAME
       one A query over UDP; prints each answered IPv4 address on a line, or "timeout".
+  probe.py udpflood HOST PORT N RATE
+      sends N datagrams numbered 0..N-1, each from a new socket (so a new flow, which the
+      gateway queues to rmmguard), RATE per second; prints "sent N".
+  probe.py udpsink PORT IDLE
+      receives numbered datagrams until IDLE seconds pass without one (after the first);
+      prints "received R distinct D", then "missing" and the first missing numbers.
 """
 import socket
 import struct
@@ -186,6 +192,44 @@ def dns(server, name):
         i += rdlen
 
 
+def udpflood(host, port, n, rate):
+    import time
+
+    t0 = time.monotonic()
+    for i in range(n):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.sendto(struct.pack(">I", i), (host, port))
+        s.close()
+        # Paced against the start, so a slow step does not lower the rate.
+        ahead = t0 + (i + 1) / rate - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+    print("sent %d" % n, flush=True)
+
+
+def udpsink(port, idle):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    s.bind(("0.0.0.0", port))
+    print("listening", flush=True)
+    seen = set()
+    count = 0
+    s.settimeout(None)
+    while True:
+        try:
+            b, _ = s.recvfrom(64)
+        except socket.timeout:
+            break
+        s.settimeout(idle)
+        count += 1
+        if len(b) == 4:
+            seen.add(struct.unpack(">I", b)[0])
+    top = max(seen) + 1 if seen else 0
+    missing = [i for i in range(top) if i not in seen]
+    print("received %d distinct %d" % (count, len(seen)))
+    print("missing " + " ".join(str(i) for i in missing[:50]), flush=True)
+
+
 def main(a):
     if a[0] == "connect":
         send = b""
@@ -206,6 +250,10 @@ def main(a):
         churn(a[1], int(a[2]), int(a[3]))
     elif a[0] == "dns":
         dns(a[1], a[2])
+    elif a[0] == "udpflood":
+        udpflood(a[1], int(a[2]), int(a[3]), float(a[4]))
+    elif a[0] == "udpsink":
+        udpsink(int(a[1]), float(a[2]))
     else:
         sys.exit("probe.py: unknown command")
 
