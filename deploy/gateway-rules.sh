@@ -20,10 +20,12 @@
 #   engine reads up to 4096 bytes of each TCP direction whatever the segment sizes, and a budget
 #   cut short would let the rest of a ClientHello sent as 1-byte segments pass unread. The
 #   engine itself decides every TCP flow within that much (see docs/deploy.md);
-# - of an undecided TCP flow, with --tcp-queue payload (the default), every packet is queued
-#   except pure ACKs: ACK set, SYN, FIN and RST clear, and no payload byte, which is checked
-#   exactly: IP total length == IP header + TCP header length (IPv4 without options and not a
-#   fragment; IPv6 whose next header is TCP; everything else is queued). --tcp-queue all queues
+# - of an undecided TCP flow, with --tcp-queue payload (the default), the SYN, the SYN-ACK and
+#   every segment that carries a payload byte are queued; segments with no payload and no SYN
+#   (pure ACKs, and FINs and RSTs without data) stay in the kernel: they carry nothing to
+#   inspect. "No payload" is checked exactly: IP total length == IP header + TCP header length
+#   (IPv4 without options and not a fragment; IPv6 whose next header is TCP; everything else is
+#   queued). --tcp-queue all queues
 #   every packet. With the default --queue-bypass the kernel accepts queued packets when no
 #   rmmguard is bound (fail-open); --fail-closed drops them instead.
 #
@@ -36,6 +38,8 @@ set -euo pipefail
 TABLE=rmmguard
 CHAIN=RMMGUARD
 TCHAIN=RMMGUARD_TCP
+CTCHAIN=RMMGUARD_CT
+MCHAIN=RMMGUARD_MARK
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 queues=0
@@ -167,12 +171,12 @@ nft_table() {
     fi
     echo "  }"
     if [ "$native" = 1 ]; then
-      # Undecided TCP flows (see exempt_tests for the pure-ACK tests).
+      # Undecided TCP flows (see exempt_tests for the tests of a segment without payload).
       echo "  chain tcp_$h {"
       if [ "$tcp_queue" != all ]; then
         for d in 8 5 6 7 9 10 11 12 13 14 15; do
-          echo "    ip hdrlength 5 ip frag-off & 0x3fff == 0 tcp flags & (fin | syn | rst | ack) == ack tcp doff $d meta length $((20 + 4 * d)) return"
-          echo "    ip6 nexthdr tcp tcp flags & (fin | syn | rst | ack) == ack tcp doff $d meta length $((40 + 4 * d)) return"
+          echo "    meta length $((20 + 4 * d)) ip hdrlength 5 ip frag-off & 0x3fff == 0 tcp flags & syn == 0 tcp doff $d return"
+          echo "    meta length $((40 + 4 * d)) ip6 nexthdr tcp tcp flags & syn == 0 tcp doff $d return"
         done
       fi
       echo "    ct packets < $tcp_budget $(queue_nft)"
@@ -182,24 +186,28 @@ nft_table() {
   echo "}"
 }
 
-# The tests that exempt a pure ACK of an undecided TCP flow from the queue, one line per TCP
-# header length (data offset 5 to 15 words; 8, with timestamps, first), for `iptables` ($1 = 4) or
-# `ip6tables` ($1 = 6). A packet is exempt only when all of these hold, read from the packet:
+# The tests that exempt a segment without payload of an undecided TCP flow from the queue, one
+# line per TCP header length (data offset 5 to 15 words; 8, with timestamps, first), for
+# `iptables` ($1 = 4) or `ip6tables` ($1 = 6). A packet is exempt only when all of these hold,
+# read from the packet:
+# - its length (iptables-nft checks the skb length, which the IP layer trimmed to the IP total
+#   length) is exactly the IP header plus 4 * d bytes: not one payload byte. Tested first: it is
+#   the cheapest test and fails for most packets, so the u32 tests run only for candidates;
 # - IPv4: header length 5 words (no options), not a fragment (MF clear, offset 0);
 #   IPv6: next header TCP (no extension header);
-# - TCP flags: ACK set; SYN, FIN and RST clear (a SYN-ACK is queued even without payload: it
-#   gives the engine the start of the server's byte stream);
-# - data offset d, and the packet's length (iptables-nft checks the skb length, which the IP layer
-#   trimmed to the IP total length) exactly the IP header plus 4 * d bytes: not one payload byte.
+# - TCP: data offset d, and SYN clear (a SYN-ACK is queued even without payload: it gives the
+#   engine the start of the server's byte stream). ACK, FIN and RST may be set: without payload
+#   they carry nothing to inspect, and the engine does not need them to decide (it sees a flow
+#   end by its idle timeout instead).
 # A packet too short for the tests to read fails them, and is queued.
 exempt_tests() {
   local fam=$1 d v
   for d in 8 5 6 7 9 10 11 12 13 14 15; do
-    v=$(( (d << 12) | 0x10 ))
+    v=$(( d << 12 ))
     if [ "$fam" = 4 ]; then
-      echo "-m u32 --u32 0>>24&0xF=5&&4&0x3FFF=0&&32>>16&0xF017=$v -m length --length $((20 + 4 * d))"
+      echo "-m length --length $((20 + 4 * d)) -m u32 --u32 0>>24&0xF=5&&4&0x3FFF=0&&32>>16&0xF002=$v"
     else
-      echo "-m u32 --u32 4>>8&0xFF=6&&52>>16&0xF017=$v -m length --length $((40 + 4 * d))"
+      echo "-m length --length $((40 + 4 * d)) -m u32 --u32 4>>8&0xFF=6&&52>>16&0xF002=$v"
     fi
   done
 }
@@ -207,23 +215,29 @@ exempt_tests() {
 ipt_up() {
   local t=$1 unreach=$2 fam=$3 q tests
   read -r -a q <<<"$(queue_ipt)"
-  $t -w -N "$CHAIN"
-  $t -w -N "$TCHAIN"
+  for c in "$CHAIN" "$TCHAIN" "$CTCHAIN" "$MCHAIN"; do
+    $t -w -N "$c"
+  done
+  # Ordered for the common cases: a packet of an allowed flow meets one rule, a packet of an
+  # undecided flow four before its protocol's queue rules. (Every rule here is an xtables match
+  # run through nft_compat, which costs far more than a native nftables expression.)
   $t -w -A "$CHAIN" -m connmark --mark 1/3 -j ACCEPT
-  $t -w -A "$CHAIN" -m connmark --mark 2/3 -p tcp -j REJECT --reject-with tcp-reset
-  $t -w -A "$CHAIN" -m connmark --mark 2/3 -j REJECT --reject-with "$unreach"
-  $t -w -A "$CHAIN" -m connmark --mark 3/3 -j DROP
-  $t -w -A "$CHAIN" -m mark --mark 1/3 -j CONNMARK --save-mark --nfmask 3 --ctmask 3
-  $t -w -A "$CHAIN" -m mark --mark 1/3 -j ACCEPT
-  $t -w -A "$CHAIN" -m mark --mark 2/3 -j CONNMARK --save-mark --nfmask 3 --ctmask 3
-  $t -w -A "$CHAIN" -m mark --mark 2/3 -p tcp -j REJECT --reject-with tcp-reset
-  $t -w -A "$CHAIN" -m mark --mark 2/3 -j REJECT --reject-with "$unreach"
-  $t -w -A "$CHAIN" -m mark --mark 3/3 -j CONNMARK --save-mark --nfmask 3 --ctmask 3
-  $t -w -A "$CHAIN" -m mark --mark 3/3 -j DROP
-  # Undecided TCP flows: goto, so that a RETURN in $TCHAIN (an exempt pure ACK) goes back to
+  # Blocked flows (conntrack mark 2 or 3).
+  $t -w -A "$CHAIN" -m connmark ! --mark 0/3 -j "$CTCHAIN"
+  $t -w -A "$CTCHAIN" -m connmark --mark 2/3 -p tcp -j REJECT --reject-with tcp-reset
+  $t -w -A "$CTCHAIN" -m connmark --mark 2/3 -j REJECT --reject-with "$unreach"
+  $t -w -A "$CTCHAIN" -j DROP
+  # Packets rmmguard answered with a mark (repeat verdict): save it, then act on it.
+  $t -w -A "$CHAIN" -m mark ! --mark 0/3 -j "$MCHAIN"
+  $t -w -A "$MCHAIN" -j CONNMARK --save-mark --nfmask 3 --ctmask 3
+  $t -w -A "$MCHAIN" -m mark --mark 1/3 -j ACCEPT
+  $t -w -A "$MCHAIN" -m mark --mark 2/3 -p tcp -j REJECT --reject-with tcp-reset
+  $t -w -A "$MCHAIN" -m mark --mark 2/3 -j REJECT --reject-with "$unreach"
+  $t -w -A "$MCHAIN" -j DROP
+  # Undecided TCP flows: goto, so that a RETURN in $TCHAIN (an exempt segment) goes back to
   # the hook's chain, past the queue rule below.
-  $t -w -A "$CHAIN" -p tcp -m connmark --mark 0/3 -g "$TCHAIN"
-  $t -w -A "$CHAIN" -m connmark --mark 0/3 -m connbytes --connbytes "0:$budget" \
+  $t -w -A "$CHAIN" -p tcp -g "$TCHAIN"
+  $t -w -A "$CHAIN" -m connbytes --connbytes "0:$budget" \
     --connbytes-dir both --connbytes-mode packets -j NFQUEUE "${q[@]}"
   if [ "$tcp_queue" != all ]; then
     while read -r -a tests; do
@@ -246,12 +260,12 @@ ipt_down() {
     done
   done
   local c
-  for c in "$CHAIN" "$TCHAIN"; do
+  for c in "$CHAIN" "$TCHAIN" "$CTCHAIN" "$MCHAIN"; do
     if $t -w -L "$c" -n >/dev/null 2>&1; then
       $t -w -F "$c"
     fi
   done
-  for c in "$CHAIN" "$TCHAIN"; do
+  for c in "$CHAIN" "$TCHAIN" "$CTCHAIN" "$MCHAIN"; do
     if $t -w -L "$c" -n >/dev/null 2>&1; then
       $t -w -X "$c"
     fi
