@@ -358,6 +358,25 @@ impl Gw {
             .sum()
     }
 
+    /// Waits (up to 3 s) until no TCP connection on local port `port` is established in `which`.
+    fn assert_no_established(&self, which: char, port: u16) {
+        let filter = format!("sport = :{port}");
+        let t0 = Instant::now();
+        loop {
+            let o = self.run(which, &["ss", "-Htn", "state", "established", &filter]);
+            let text = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            if text.is_empty() {
+                return;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(3),
+                "connections still established on port {port} in {}: {text}",
+                self.ns(which)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn ruleset(&self) -> String {
         let mut s = String::new();
         for c in ["iptables-save", "ip6tables-save"] {
@@ -479,6 +498,9 @@ fn blocked_tls_sni_is_reset_and_allowed_traffic_passes_byte_for_byte() {
     g.assert_curl_reset("relay.teamviewer.com");
     let e = g.wait_event("teamviewer", "blocked");
     assert_eq!(e["tls"]["sni"], "relay.teamviewer.com");
+    // The server side is reset too: no connection from the client stays open on it, waiting for
+    // a ClientHello that never comes.
+    g.assert_no_established('s', 443);
     // The workers publish their counters (about once a second) to the metrics endpoint, which
     // listens on the gateway namespace's loopback.
     let t0 = Instant::now();
@@ -659,7 +681,14 @@ fn vnc_banner_on_443_is_blocked() {
         !out.contains(&hex(b"RFB")),
         "the VNC banner crossed the gateway: {out}"
     );
-    assert!(out.contains("reset"), "the client was not reset: {out}");
+    // The server sent the refused packet, so the kernel's REJECT resets the server; the client,
+    // which only waits, is reset by rmmguard at once (not after a timeout, nor only when it
+    // next sends).
+    assert_eq!(
+        out.lines().nth(1),
+        Some("recv reset"),
+        "the waiting client was not reset at once: {out}"
+    );
     g.wait_event("vnc", "blocked");
 }
 

@@ -24,7 +24,7 @@ use rmmguard::decode::{self, Packet, LINKTYPE_RAW};
 use rmmguard::engine::{self, learned::Learned, ConfigHandle, Engine, Verdict};
 use rmmguard::output::metrics::{Hub, WorkerSnapshot};
 use rmmguard::replay::{EventSink, JsonLines};
-use rmmguard::source::live::{build_resets, Injector, LiveCapture};
+use rmmguard::source::live::{build_reset_for_dropped, build_resets, Injector, LiveCapture};
 use rmmguard::source::nfqueue::{
     answer, parse_queues, Answer, NfQueue, QueueOptions, QueuedPacket,
 };
@@ -547,15 +547,37 @@ fn is_eintr(e: &std::io::Error) -> bool {
     e.raw_os_error() == Some(libc::EINTR)
 }
 
-/// The engine's answer for one queued packet.
-fn decide(eng: &mut Engine, p: &QueuedPacket<'_>) -> Answer {
+/// The engine's answer for one queued packet. A TCP packet refused with a reset: the kernel's
+/// REJECT answers its sender, and `inject` (when it could be opened) resets its receiver, which
+/// would otherwise wait on a connection that is gone (for example the client of a blocked
+/// server banner).
+fn decide(eng: &mut Engine, inject: &mut Option<Injector>, p: &QueuedPacket<'_>) -> Answer {
     let v = eng.process(now_ns(), LINKTYPE_RAW as u16, p.payload);
-    answer(v, eng.config().policy.block_mode)
+    let mode = eng.config().policy.block_mode;
+    if v == Verdict::Block && mode == rmmguard::policy::BlockMode::Reject {
+        if let Some(inj) = inject.as_mut() {
+            let mut pkt = Packet::default();
+            if decode::decode(LINKTYPE_RAW as u16, p.payload, &mut pkt).is_ok() {
+                if let Some(rst) = build_reset_for_dropped(&pkt) {
+                    inj.send(&rst);
+                }
+            }
+        }
+    }
+    answer(v, mode)
 }
 
-/// One queue's worker. `keep_bound`: a service manager keeps the socket across restarts, so the
-/// queue stays bound when this process stops (see `systemd.rs`).
-fn worker(mut q: NfQueue, w: usize, shared: Arc<Shared>, opts: engine::Options, keep_bound: bool) {
+/// One queue's worker. `inject`: raw sockets for resets (see [`decide`]). `keep_bound`: a
+/// service manager keeps the socket across restarts, so the queue stays bound when this process
+/// stops (see `systemd.rs`).
+fn worker(
+    mut q: NfQueue,
+    mut inject: Option<Injector>,
+    w: usize,
+    shared: Arc<Shared>,
+    opts: engine::Options,
+    keep_bound: bool,
+) {
     let mut eng = Engine::new(
         shared.handle.clone(),
         shared.learned.clone(),
@@ -565,7 +587,7 @@ fn worker(mut q: NfQueue, w: usize, shared: Arc<Shared>, opts: engine::Options, 
     let mut last_pub = Instant::now();
     let mut errors = 0u32;
     while !shared.stop.load(Ordering::Relaxed) {
-        match q.serve(false, &mut |p| decide(&mut eng, p)) {
+        match q.serve(false, &mut |p| decide(&mut eng, &mut inject, p)) {
             Ok(_) => {
                 errors = 0;
                 shared.drain(&mut eng);
@@ -599,7 +621,7 @@ fn worker(mut q: NfQueue, w: usize, shared: Arc<Shared>, opts: engine::Options, 
     // Only then is the queue unbound, so the kernel has nothing of ours to drop; later packets
     // meet the rule's bypass setting. Under a service manager's descriptor store the queue stays
     // bound (at length 0) for the next process to take over.
-    let n = q.quiesce(&mut |p| decide(&mut eng, p));
+    let n = q.quiesce(&mut |p| decide(&mut eng, &mut inject, p));
     tracing::warn!(
         "NFQUEUE {}: answered {n} queued packets while stopping",
         q.num()
@@ -656,6 +678,18 @@ pub fn inline(a: InlineArgs) -> Result<u8, String> {
     for q in &opened {
         systemd::notify(&format!("FDSTORE=1\nFDNAME=nfqueue-{}", q.num()), &[q.fd()]);
     }
+    // Raw sockets for the resets to the receivers of refused TCP packets, one pair per worker,
+    // opened while CAP_NET_RAW is still held (it is not kept).
+    let mut injectors: Vec<Option<Injector>> = Vec::with_capacity(opened.len());
+    for _ in &opened {
+        match Injector::open() {
+            Ok(i) => injectors.push(Some(i)),
+            Err(e) => {
+                tracing::warn!("{e}: a refused TCP flow gets its reset on the sender's side only");
+                injectors.push(None);
+            }
+        }
+    }
     write_pid_file(&a.pid_file)?;
     let sigset = setup_signals();
     drop_privileges(&[CAP_NET_ADMIN], a.user.as_deref())?;
@@ -673,11 +707,11 @@ pub fn inline(a: InlineArgs) -> Result<u8, String> {
         ..engine::Options::default()
     };
     let mut workers = Vec::new();
-    for (w, q) in opened.into_iter().enumerate() {
+    for (w, (q, inj)) in opened.into_iter().zip(injectors).enumerate() {
         let sh = shared.clone();
         let t = std::thread::Builder::new()
             .name(format!("nfq-{}", q.num()))
-            .spawn(move || worker(q, w, sh, opts, keep_bound))
+            .spawn(move || worker(q, inj, w, sh, opts, keep_bound))
             .map_err(|e| format!("cannot start a worker thread: {e}"))?;
         workers.push(t);
     }

@@ -161,6 +161,27 @@ pub fn build_resets(p: &Packet) -> Option<(Vec<u8>, Vec<u8>)> {
     Some((to_receiver, to_sender))
 }
 
+/// Inline, for a TCP packet the gateway drops as blocked: the reset that tells its receiver the
+/// connection is gone. The packet never arrives, so its sequence number is exactly what the
+/// receiver expects next, and the receiver accepts the reset at once (RFC 5961 accepts a reset
+/// without a challenge only at that number). The kernel's REJECT answers the sender.
+/// `None` for a packet that is not TCP, is a reset, or opens the connection (SYN): then the
+/// receiver has nothing to close.
+pub fn build_reset_for_dropped(p: &Packet) -> Option<Vec<u8>> {
+    if p.proto != IPPROTO_TCP || p.tcp_flags & (tcp_flags::RST | tcp_flags::SYN) != 0 {
+        return None;
+    }
+    Some(rst_packet(
+        p.ip_version == 6,
+        &p.src,
+        &p.dst,
+        p.sport,
+        p.dport,
+        p.seq,
+        None,
+    ))
+}
+
 /// Raw IP sockets for injecting resets (needs CAP_NET_RAW when opened).
 pub struct Injector {
     fd4: libc::c_int,
