@@ -5,9 +5,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 [ "$(id -u)" = 0 ] || { echo "install.sh: run as root" >&2; exit 2; }
-bin=$root/target/release/rmmguard
+bin=${RMMGUARD_BIN:-$root/target/release/rmmguard}
 [ -x "$bin" ] || { echo "install.sh: build first: cargo build --release" >&2; exit 2; }
-for t in nft iptables systemctl; do
+for t in nft iptables; do
   command -v "$t" >/dev/null || { echo "install.sh: missing $t (apt-get install nftables iptables)" >&2; exit 2; }
 done
 install -D -m 0755 "$bin" /usr/local/bin/rmmguard
@@ -39,9 +39,15 @@ RMMGUARD_OPTS=
 DEF
 sysctl -qw net.ipv4.ip_forward=1
 /usr/local/bin/rmmguard check --policy /etc/rmmguard/policy.toml >/dev/null
-systemctl daemon-reload
-if [ "${1:-}" != --no-start ]; then
-  systemctl enable --now rmmguard.service
-  systemctl --no-pager status rmmguard.service | head -5
+# systemd as the init system (sd_booted(3)'s test); elsewhere (a container, a chroot) the unit
+# is installed for later and nothing is started.
+if [ -d /run/systemd/system ]; then
+  systemctl daemon-reload
+  if [ "${1:-}" != --no-start ]; then
+    systemctl enable --now rmmguard.service
+    systemctl --no-pager status rmmguard.service | head -5
+  fi
+else
+  echo "install.sh: systemd is not running here: the unit is installed but not started" >&2
 fi
 echo "install.sh: installed; policy in /etc/rmmguard/policy.toml, events in /var/log/rmmguard/"

@@ -3,7 +3,7 @@
 # unless --purge is given.
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "uninstall.sh: run as root" >&2; exit 2; }
-if systemctl list-unit-files rmmguard.service >/dev/null 2>&1; then
+if [ -d /run/systemd/system ] && systemctl list-unit-files rmmguard.service >/dev/null 2>&1; then
   systemctl disable --now rmmguard.service 2>/dev/null || true
 fi
 # The unit's ExecStopPost removed the rules; remove them again in case it was never run.
@@ -14,7 +14,7 @@ elif [ -x "$(dirname "$0")/gateway-rules.sh" ]; then
 fi
 rm -f /etc/systemd/system/rmmguard.service /usr/local/bin/rmmguard
 rm -rf /usr/local/lib/rmmguard /usr/local/share/doc/rmmguard
-systemctl daemon-reload 2>/dev/null || true
+[ -d /run/systemd/system ] && systemctl daemon-reload 2>/dev/null || true
 if [ "${1:-}" = --purge ]; then
   rm -rf /etc/rmmguard /var/log/rmmguard /etc/default/rmmguard
   getent passwd rmmguard >/dev/null && userdel rmmguard

@@ -1041,6 +1041,43 @@ fn kill9_under_a_descriptor_store_loses_no_queued_packet() {
     assert!(st.success(), "fdstore.py: {st}");
 }
 
+/// deploy/install.sh, the installed unit's own commands (ExecStartPre, ExecStart as its User with
+/// only its AmbientCapabilities, ExecStopPost), then deploy/uninstall.sh --purge, in the gateway
+/// namespace and a mount namespace whose /etc, /usr/local and /var/log are overlays: nothing
+/// outside is touched, and every write is seen (tests/netns/install_sandbox.sh).
+#[test]
+fn install_run_and_uninstall_leave_nothing_behind() {
+    let Some(g) = Gw::new("in") else { return };
+    let tree = common::root().to_string_lossy().into_owned();
+    let o = g
+        .cmd(
+            'g',
+            &[
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                &script("tests/netns/install_sandbox.sh"),
+                &tree,
+            ],
+        )
+        .env("RMMGUARD_BIN", common::bin())
+        .output()
+        .expect("run install_sandbox.sh");
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "install_sandbox.sh failed: {out}{err}");
+    for step in [
+        "install.sh installed the files",
+        "runs as rmmguard with CAP_NET_ADMIN only",
+        "ExecStopPost removed every rule",
+        "uninstall.sh --purge removed the rules, the files and the user",
+        "nothing left behind",
+    ] {
+        assert!(out.contains(step), "missing step '{step}': {out}{err}");
+    }
+}
+
 #[test]
 fn reload_applies_a_valid_policy_and_keeps_the_old_one_on_error() {
     let Some(mut g) = Gw::new("rl") else { return };
