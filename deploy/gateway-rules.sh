@@ -6,6 +6,7 @@
 #                         [--drop] [--backend auto|nft|iptables]
 #   gateway-rules.sh down
 #   gateway-rules.sh status
+#   gateway-rules.sh fail-mode       prints fail-open or fail-closed (or down)
 #
 # What `up` installs (see docs/deploy.md, "Deploy on a gateway"):
 # - decided flows are carried by the kernel: conntrack mark 1 = accept, 2 = reject (TCP reset /
@@ -20,10 +21,9 @@
 #   engine reads up to 4096 bytes of each TCP direction whatever the segment sizes, and a budget
 #   cut short would let the rest of a ClientHello sent as 1-byte segments pass unread. The
 #   engine itself decides every TCP flow within that much (see docs/deploy.md);
-# - of an undecided TCP flow, with --tcp-queue payload (the default), the SYN, the SYN-ACK and
-#   every segment that carries a payload byte are queued; segments with no payload and no SYN
-#   (pure ACKs, and FINs and RSTs without data) stay in the kernel: they carry nothing to
-#   inspect. "No payload" is checked exactly: IP total length == IP header + TCP header length
+# - of an undecided TCP flow, with --tcp-queue payload (the default), every packet is queued
+#   except pure ACKs: ACK set, SYN, FIN and RST clear, and no payload byte. They carry nothing
+#   to inspect. "No payload" is checked exactly: IP total length == IP header + TCP header length
 #   (IPv4 without options and not a fragment; IPv6 whose next header is TCP; everything else is
 #   queued). --tcp-queue all queues
 #   every packet. With the default --queue-bypass the kernel accepts queued packets when no
@@ -171,12 +171,12 @@ nft_table() {
     fi
     echo "  }"
     if [ "$native" = 1 ]; then
-      # Undecided TCP flows (see exempt_tests for the tests of a segment without payload).
+      # Undecided TCP flows (see exempt_tests for the pure-ACK tests).
       echo "  chain tcp_$h {"
       if [ "$tcp_queue" != all ]; then
         for d in 8 5 6 7 9 10 11 12 13 14 15; do
-          echo "    meta length $((20 + 4 * d)) ip hdrlength 5 ip frag-off & 0x3fff == 0 tcp flags & syn == 0 tcp doff $d return"
-          echo "    meta length $((40 + 4 * d)) ip6 nexthdr tcp tcp flags & syn == 0 tcp doff $d return"
+          echo "    meta length $((20 + 4 * d)) ip hdrlength 5 ip frag-off & 0x3fff == 0 tcp flags & (fin | syn | rst | ack) == ack tcp doff $d return"
+          echo "    meta length $((40 + 4 * d)) ip6 nexthdr tcp tcp flags & (fin | syn | rst | ack) == ack tcp doff $d return"
         done
       fi
       echo "    ct packets < $tcp_budget $(queue_nft)"
@@ -186,7 +186,7 @@ nft_table() {
   echo "}"
 }
 
-# The tests that exempt a segment without payload of an undecided TCP flow from the queue, one
+# The tests that exempt a pure ACK (no payload) of an undecided TCP flow from the queue, one
 # line per TCP header length (data offset 5 to 15 words; 8, with timestamps, first), for
 # `iptables` ($1 = 4) or `ip6tables` ($1 = 6). A packet is exempt only when all of these hold,
 # read from the packet:
@@ -195,19 +195,19 @@ nft_table() {
 #   the cheapest test and fails for most packets, so the u32 tests run only for candidates;
 # - IPv4: header length 5 words (no options), not a fragment (MF clear, offset 0);
 #   IPv6: next header TCP (no extension header);
-# - TCP: data offset d, and SYN clear (a SYN-ACK is queued even without payload: it gives the
-#   engine the start of the server's byte stream). ACK, FIN and RST may be set: without payload
-#   they carry nothing to inspect, and the engine does not need them to decide (it sees a flow
-#   end by its idle timeout instead).
+# - TCP: data offset d; ACK set; SYN, FIN and RST clear. A SYN-ACK is queued even without
+#   payload: it gives the engine the start of the server's byte stream. FINs and RSTs are queued
+#   too: the engine must see a connection end, or a new one that reuses the ports and sequence
+#   numbers would continue the old one's stream, whose bytes would then hide the new ones.
 # A packet too short for the tests to read fails them, and is queued.
 exempt_tests() {
   local fam=$1 d v
   for d in 8 5 6 7 9 10 11 12 13 14 15; do
-    v=$(( d << 12 ))
+    v=$(( (d << 12) | 0x10 ))
     if [ "$fam" = 4 ]; then
-      echo "-m length --length $((20 + 4 * d)) -m u32 --u32 0>>24&0xF=5&&4&0x3FFF=0&&32>>16&0xF002=$v"
+      echo "-m length --length $((20 + 4 * d)) -m u32 --u32 0>>24&0xF=5&&4&0x3FFF=0&&32>>16&0xF017=$v"
     else
-      echo "-m length --length $((40 + 4 * d)) -m u32 --u32 4>>8&0xFF=6&&52>>16&0xF002=$v"
+      echo "-m length --length $((40 + 4 * d)) -m u32 --u32 4>>8&0xFF=6&&52>>16&0xF017=$v"
     fi
   done
 }
@@ -234,7 +234,7 @@ ipt_up() {
   $t -w -A "$MCHAIN" -m mark --mark 2/3 -p tcp -j REJECT --reject-with tcp-reset
   $t -w -A "$MCHAIN" -m mark --mark 2/3 -j REJECT --reject-with "$unreach"
   $t -w -A "$MCHAIN" -j DROP
-  # Undecided TCP flows: goto, so that a RETURN in $TCHAIN (an exempt segment) goes back to
+  # Undecided TCP flows: goto, so that a RETURN in $TCHAIN (an exempt pure ACK) goes back to
   # the hook's chain, past the queue rule below.
   $t -w -A "$CHAIN" -p tcp -g "$TCHAIN"
   $t -w -A "$CHAIN" -m connbytes --connbytes "0:$budget" \
@@ -360,7 +360,18 @@ case "$cmd" in
   status)
     if is_up; then echo "up"; else echo "down"; exit 1; fi
     ;;
+  fail-mode)
+    # fail-open (the queue rules carry the bypass), fail-closed, or down (exit 1).
+    is_up || { echo "down"; exit 1; }
+    # (Captured first: `... | grep -q` fails under pipefail when grep exits early.)
+    rules=$({ iptables-save 2>/dev/null; nft list table inet "$TABLE" 2>/dev/null; } || true)
+    if grep -qE -- '--queue-bypass|queue .*bypass' <<<"$rules"; then
+      echo "fail-open"
+    else
+      echo "fail-closed"
+    fi
+    ;;
   *)
-    die "usage: gateway-rules.sh up|down|status [options] (see --help)"
+    die "usage: gateway-rules.sh up|down|status|fail-mode [options] (see --help)"
     ;;
 esac

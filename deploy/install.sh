@@ -12,7 +12,9 @@ for t in nft iptables; do
 done
 install -D -m 0755 "$bin" /usr/local/bin/rmmguard
 install -D -m 0755 "$root/deploy/gateway-rules.sh" /usr/local/lib/rmmguard/gateway-rules.sh
-install -D -m 0644 "$root/deploy/rmmguard.service" /etc/systemd/system/rmmguard.service
+for u in rmmguard.service rmmguard-rules.service rmmguard-failed.service; do
+  install -D -m 0644 "$root/deploy/$u" "/etc/systemd/system/$u"
+done
 install -D -m 0644 "$root/docs/deploy.md" /usr/local/share/doc/rmmguard/deploy.md
 getent group rmmguard >/dev/null || groupadd --system rmmguard
 getent passwd rmmguard >/dev/null || useradd --system --gid rmmguard --no-create-home \

@@ -170,11 +170,11 @@ fn alert_rules_name_exported_metrics() {
     assert!(scrape.contains("rules.yml"));
 }
 
-/// The systemd unit, checked by systemd's own `systemd-analyze verify` (the version Debian
+/// The systemd units, checked by systemd's own `systemd-analyze verify` (the version Debian
 /// ships): every key known, every command present, no warning. The install paths are pointed at
 /// this tree, since nothing is installed here.
 #[test]
-fn systemd_unit_verifies_cleanly() {
+fn systemd_units_verify_cleanly() {
     let have = std::process::Command::new("sh")
         .args(["-c", "command -v systemd-analyze"])
         .output()
@@ -189,29 +189,52 @@ fn systemd_unit_verifies_cleanly() {
         return;
     }
     let root = common::root();
-    let unit = std::fs::read_to_string(root.join("deploy/rmmguard.service")).unwrap();
+    let read = |u: &str| std::fs::read_to_string(root.join("deploy").join(u)).unwrap();
+    let unit = read("rmmguard.service");
     for key in [
         "Type=notify",
         "FileDescriptorStoreMax=",
+        "Requires=rmmguard-rules.service",
+        "OnFailure=rmmguard-failed.service",
         "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW",
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
         "User=rmmguard",
     ] {
-        assert!(unit.contains(key), "the unit lacks {key}");
+        assert!(unit.contains(key), "rmmguard.service lacks {key}");
     }
-    let local = unit
-        .replace("/usr/local/bin/rmmguard", &common::bin().to_string_lossy())
-        .replace(
-            "/usr/local/lib/rmmguard/gateway-rules.sh",
-            &root.join("deploy/gateway-rules.sh").to_string_lossy(),
-        );
+    // A restart of rmmguard must not take the rules down (the kernel would drop the queued
+    // packets): only a stop propagates.
+    let rules = read("rmmguard-rules.service");
+    assert!(rules.contains("StopPropagatedFrom=rmmguard.service"));
+    assert!(
+        !rules.contains("PartOf="),
+        "PartOf= would propagate restarts"
+    );
+    assert!(
+        !unit.contains("ExecStopPost"),
+        "rules must not go down on every restart"
+    );
     let dir = common::tempdir();
-    let path = dir.path().join("rmmguard.service");
-    std::fs::write(&path, local).unwrap();
+    let mut paths = Vec::new();
+    for u in [
+        "rmmguard.service",
+        "rmmguard-rules.service",
+        "rmmguard-failed.service",
+    ] {
+        let local = read(u)
+            .replace("/usr/local/bin/rmmguard", &common::bin().to_string_lossy())
+            .replace(
+                "/usr/local/lib/rmmguard/gateway-rules.sh",
+                &root.join("deploy/gateway-rules.sh").to_string_lossy(),
+            );
+        let path = dir.path().join(u);
+        std::fs::write(&path, local).unwrap();
+        paths.push(path);
+    }
     let o = std::process::Command::new("systemd-analyze")
         .arg("verify")
-        .arg(&path)
+        .args(&paths)
         .output()
         .expect("systemd-analyze");
     let err = String::from_utf8_lossy(&o.stderr);

@@ -636,6 +636,13 @@ fn worker(
     shared.publish(w, &eng);
 }
 
+/// Unbinds an inherited queue socket that is not used, asks the service manager to drop its copy,
+/// and closes it.
+fn forget_stored(fd: std::os::fd::OwnedFd, num: u16, name: &str) {
+    NfQueue::release(fd, num);
+    systemd::notify(&format!("FDSTOREREMOVE=1\nFDNAME={name}"), &[]);
+}
+
 /// Runs inline.
 pub fn inline(a: InlineArgs) -> Result<u8, String> {
     let queues = parse_queues(&a.queues)?;
@@ -657,14 +664,18 @@ pub fn inline(a: InlineArgs) -> Result<u8, String> {
         systemd::take_listen_fds().into_iter().collect();
     let mut opened = Vec::with_capacity(queues.len());
     for &n in &queues {
-        let q = match inherited.remove(&format!("nfqueue-{n}")) {
+        let name = format!("nfqueue-{n}");
+        let q = match inherited.remove(&name) {
             Some(fd) => match NfQueue::adopt(fd, n, qo) {
                 Ok(q) => {
                     tracing::warn!("NFQUEUE {n}: took over the socket kept by the service manager");
                     q
                 }
-                Err(e) => {
-                    tracing::warn!("{e}; opening a new one");
+                Err((e, fd)) => {
+                    // The kept socket would hold the queue against the new one: unbind it and
+                    // have the service manager forget it.
+                    tracing::warn!("{e}; releasing it and opening a new one");
+                    forget_stored(fd, n, &name);
                     NfQueue::open(n, qo)?
                 }
             },
@@ -672,8 +683,16 @@ pub fn inline(a: InlineArgs) -> Result<u8, String> {
         };
         opened.push(q);
     }
-    // Sockets of queues no longer configured are closed here.
-    drop(inherited);
+    // Sockets of queues no longer configured: unbound, forgotten and closed.
+    for (name, fd) in inherited {
+        match name
+            .strip_prefix("nfqueue-")
+            .and_then(|n| n.parse::<u16>().ok())
+        {
+            Some(n) => forget_stored(fd, n, &name),
+            None => drop(fd),
+        }
+    }
     let keep_bound = systemd::enabled();
     for q in &opened {
         systemd::notify(&format!("FDSTORE=1\nFDNAME=nfqueue-{}", q.num()), &[q.fd()]);

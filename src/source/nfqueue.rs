@@ -34,6 +34,7 @@ use crate::policy::BlockMode;
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 /// The bits of the packet and conntrack marks that rmmguard uses.
 pub const MARK_MASK: u32 = 0x3;
@@ -142,8 +143,10 @@ pub struct QueuedPacket<'a> {
 /// A one-line error naming the queue.
 fn qerr(num: u16, what: &str, e: io::Error) -> String {
     let hint = match e.raw_os_error() {
-        Some(libc::EPERM) => " (needs CAP_NET_ADMIN: run as root or with that capability)",
-        Some(libc::EBUSY) => " (another process is bound to this queue)",
+        // The kernel answers EPERM both without CAP_NET_ADMIN and when another socket holds the
+        // queue; EBUSY when this socket already holds it.
+        Some(libc::EPERM) => " (needs CAP_NET_ADMIN, or another process is bound to this queue)",
+        Some(libc::EBUSY) => " (already bound by this socket)",
         _ => "",
     };
     format!("NFQUEUE {num}: {what}: {e}{hint}")
@@ -350,48 +353,65 @@ impl NfQueue {
         }
     }
 
-    /// Opens a netlink socket and binds queue `num` with `o`.
+    /// Opens a netlink socket and binds queue `num` with `o`. The bind and every setting go in
+    /// one message, which the kernel applies together: a queue bound without its copy mode
+    /// would refuse (and so drop) the packets that meet it meanwhile.
     pub fn open(num: u16, o: QueueOptions) -> Result<NfQueue, String> {
         let fd = Self::socket().map_err(|e| qerr(num, "cannot open netlink socket", e))?;
         let mut q = Self::new(fd, num, o);
-        q.config_cmd(NFQNL_CFG_CMD_BIND)
-            .map_err(|e| qerr(num, "cannot bind", e))?;
-        q.configure()?;
-        Ok(q)
+        match q.configure(true) {
+            Ok(()) => Ok(q),
+            // Only after a resend whose first try was applied but whose reply was lost: this
+            // socket holds the queue; apply the settings alone.
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => q
+                .configure(false)
+                .map(|()| q)
+                .map_err(|e| qerr(num, "cannot configure", e)),
+            Err(e) => Err(qerr(num, "cannot bind", e)),
+        }
     }
 
     /// Takes over a socket kept open across a restart (systemd's file-descriptor store). The
     /// queue may still be bound to it, with packets waiting: they are served; those the previous
     /// owner read but never answered are released when the first packet arrives, accepted when
     /// `o.fail_open` and dropped otherwise. A socket whose queue was unbound is bound again.
-    pub fn adopt(fd: OwnedFd, num: u16, o: QueueOptions) -> Result<NfQueue, String> {
+    /// On error the socket is given back, so that the caller can release it.
+    pub fn adopt(fd: OwnedFd, num: u16, o: QueueOptions) -> Result<NfQueue, (String, OwnedFd)> {
         let netlink = Self::getsockopt(fd.as_fd(), libc::SO_DOMAIN) == Some(libc::AF_NETLINK)
             && Self::getsockopt(fd.as_fd(), libc::SO_PROTOCOL) == Some(libc::NETLINK_NETFILTER);
         if !netlink {
-            return Err(format!(
-                "NFQUEUE {num}: the inherited descriptor is not a netfilter netlink socket"
-            ));
+            let e = format!("NFQUEUE {num}: the inherited descriptor is not a netfilter socket");
+            return Err((e, fd));
         }
         let mut q = Self::new(fd, num, o);
-        match q.config_cmd(NFQNL_CFG_CMD_BIND) {
-            Ok(()) => {}
-            // Still bound to this socket (or to another process: `configure` then fails with
-            // EPERM, since only the bound socket may configure the queue).
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => q.orphans = true,
-            Err(e) => return Err(qerr(num, "cannot bind", e)),
+        let r = match q.configure(true) {
+            Ok(()) => Ok(()),
+            // Still bound to this socket: take it over, apply the settings alone.
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                q.orphans = true;
+                q.configure(false)
+            }
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(()) => Ok(q),
+            Err(e) => Err((qerr(num, "cannot take the queue over", e), q.fd)),
         }
-        q.configure()?;
-        Ok(q)
     }
 
-    fn configure(&mut self) -> Result<(), String> {
-        let num = self.num;
+    /// Unbinds queue `num` through `fd`, a socket inherited but not used, so that closing it
+    /// leaves no queue bound to a socket nobody reads. Best effort.
+    pub fn release(fd: OwnedFd, num: u16) {
+        let mut q = Self::new(fd, num, QueueOptions::default());
+        let _ = q.config_cmd(NFQNL_CFG_CMD_UNBIND);
+    }
+
+    /// Sends the settings (after the bind command when `bind`) in one message.
+    fn configure(&mut self, bind: bool) -> io::Result<()> {
         // struct nfqnl_msg_config_params { be32 copy_range; u8 copy_mode; } (packed)
         let mut p = [0u8; 5];
         p[..4].copy_from_slice(&(self.opts.copy_range as u32).to_be_bytes());
         p[4] = NFQNL_COPY_PACKET;
-        self.config(|m| m.attr(NFQA_CFG_PARAMS, &p))
-            .map_err(|e| qerr(num, "cannot set the copy range", e))?;
         let mask = NFQA_CFG_F_FAIL_OPEN | NFQA_CFG_F_GSO;
         let flags = NFQA_CFG_F_GSO
             | if self.opts.fail_open {
@@ -399,14 +419,19 @@ impl NfQueue {
             } else {
                 0
             };
+        let len = self.opts.max_len;
         self.config(|m| {
-            m.attr(NFQA_CFG_FLAGS, &flags.to_be_bytes())
+            // struct nfqnl_msg_config_cmd { u8 command; u8 pad; be16 pf; }
+            let m = if bind {
+                m.attr(NFQA_CFG_CMD, &[NFQNL_CFG_CMD_BIND, 0, 0, 0])
+            } else {
+                m
+            };
+            m.attr(NFQA_CFG_PARAMS, &p)
+                .attr(NFQA_CFG_QUEUE_MAXLEN, &len.to_be_bytes())
+                .attr(NFQA_CFG_FLAGS, &flags.to_be_bytes())
                 .attr(NFQA_CFG_MASK, &mask.to_be_bytes())
         })
-        .map_err(|e| qerr(num, "cannot set fail-open and GSO", e))?;
-        let len = self.opts.max_len;
-        self.set_max_len(len)
-            .map_err(|e| qerr(num, "cannot set the queue length", e))
     }
 
     /// The queue number.
@@ -465,47 +490,81 @@ impl NfQueue {
     }
 
     /// Sends a configuration message and waits for its acknowledgement. Packets that arrive
-    /// meanwhile are kept for [`NfQueue::serve`].
-    fn config(&mut self, build: impl FnOnce(Msg<'_>) -> Msg<'_>) -> io::Result<()> {
-        self.seq = self.seq.wrapping_add(1);
-        let seq = self.seq;
+    /// meanwhile are kept for [`NfQueue::serve`] (at most the queue's length: the kernel holds
+    /// no more for this socket). The kernel drops a reply that finds the receive buffer full, so
+    /// the wait is bounded: after 250 ms without the reply the message is sent again (every
+    /// setting is idempotent; a resent bind answers EBUSY, which the callers read as "bound"),
+    /// up to 20 times.
+    fn config(&mut self, build: impl Fn(Msg<'_>) -> Msg<'_>) -> io::Result<()> {
         let num = self.num;
-        build(Msg::new(
-            &mut self.out,
-            NFQNL_MSG_CONFIG,
-            NLM_F_ACK,
-            seq,
-            num,
-        ))
-        .finish();
-        self.send()?;
-        loop {
-            let n = match self.recv_raw(false) {
-                Ok(n) => n,
-                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
-                Err(e) => return Err(e),
-            };
-            let mut result = None;
-            for (kind, mseq, body) in messages(&self.buf[..n]) {
-                if kind == NLMSG_ERROR && mseq == seq {
-                    let errno = body
-                        .get(..4)
-                        .map(|b| i32::from_ne_bytes(b.try_into().unwrap_or([0; 4])))
-                        .unwrap_or(0);
-                    result = Some(errno);
-                } else if is_packet(kind) {
-                    let mut m = Vec::with_capacity(NLMSG_HDRLEN + body.len());
-                    m.extend_from_slice(&[0; NLMSG_HDRLEN]);
-                    m.extend_from_slice(body);
-                    self.pending.push_back(m);
+        for _ in 0..20 {
+            self.seq = self.seq.wrapping_add(1);
+            let seq = self.seq;
+            build(Msg::new(
+                &mut self.out,
+                NFQNL_MSG_CONFIG,
+                NLM_F_ACK,
+                seq,
+                num,
+            ))
+            .finish();
+            self.send()?;
+            let deadline = Instant::now() + Duration::from_millis(250);
+            while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+                if !self.wait_readable(left)? {
+                    break;
+                }
+                let n = match self.recv_raw(true) {
+                    Ok(n) => n,
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EAGAIN)) => {
+                        continue
+                    }
+                    Err(e) => return Err(e),
+                };
+                let mut result = None;
+                for (kind, mseq, body) in messages(&self.buf[..n]) {
+                    if kind == NLMSG_ERROR && mseq == seq {
+                        let errno = body
+                            .get(..4)
+                            .map(|b| i32::from_ne_bytes(b.try_into().unwrap_or([0; 4])))
+                            .unwrap_or(0);
+                        result = Some(errno);
+                    } else if is_packet(kind) {
+                        let mut m = Vec::with_capacity(NLMSG_HDRLEN + body.len());
+                        m.extend_from_slice(&[0; NLMSG_HDRLEN]);
+                        m.extend_from_slice(body);
+                        self.pending.push_back(m);
+                    }
+                }
+                match result {
+                    Some(0) => return Ok(()),
+                    Some(e) => return Err(io::Error::from_raw_os_error(e.abs())),
+                    None => {}
                 }
             }
-            match result {
-                Some(0) => return Ok(()),
-                Some(e) => return Err(io::Error::from_raw_os_error(e.abs())),
-                None => {}
-            }
         }
+        Err(io::Error::from_raw_os_error(libc::ETIMEDOUT))
+    }
+
+    /// Waits until the socket is readable or `t` passes; whether it is (or a signal came).
+    fn wait_readable(&self, t: Duration) -> io::Result<bool> {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = t.as_millis().clamp(1, 1000) as libc::c_int;
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if r < 0 {
+            let e = io::Error::last_os_error();
+            return if e.raw_os_error() == Some(libc::EINTR) {
+                Ok(true)
+            } else {
+                Err(e)
+            };
+        }
+        Ok(r > 0)
     }
 
     fn config_cmd(&mut self, cmd: u8) -> io::Result<()> {
@@ -546,23 +605,22 @@ impl NfQueue {
 
     fn release_orphans(&mut self, first_id: u32) {
         self.orphans = false;
-        if first_id <= 1 {
-            return;
-        }
-        // Every id up to first_id - 1 still held for this queue was read by the previous owner
-        // (ids grow by one per queued packet, and this process reads them in order).
+        // Every id before first_id still held for this queue was read by the previous owner
+        // (ids grow by one per queued packet, and this process reads them in order). The kernel
+        // compares ids with wrap-around, so first_id - 1 is right even after the ids wrapped;
+        // with nothing held the kernel answers ENOENT, which is ignored.
+        let last = first_id.wrapping_sub(1);
         let v = if self.opts.fail_open {
             NF_ACCEPT
         } else {
             NF_DROP
         };
-        self.send_verdict(NFQNL_MSG_VERDICT_BATCH, first_id - 1, v, None);
+        self.send_verdict(NFQNL_MSG_VERDICT_BATCH, last, v, None);
         self.released += 1;
         tracing::warn!(
             "NFQUEUE {}: took over from a previous process; released its unanswered packets \
-             (ids up to {}) with {}",
+             (ids up to {last}) with {}",
             self.num,
-            first_id - 1,
             if v == NF_ACCEPT { "accept" } else { "drop" }
         );
     }

@@ -75,6 +75,11 @@ def main():
             else:
                 for fd in fds:
                     os.close(fd)
+            if fields.get("FDSTOREREMOVE") == "1":
+                old = store.pop(fields.get("FDNAME", "stored"), None)
+                if old is not None:
+                    os.close(old)
+                    out("removed " + fields.get("FDNAME", "stored"))
             if fields.get("READY") == "1":
                 out("ready %d" % child)
         if sys.stdin in r:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs rmmguard with deploy/install.sh, runs the systemd unit's commands the way systemd
-# would (ExecStartPre as root, ExecStart as the unit's User with only its AmbientCapabilities,
-# ExecStopPost as root), then removes everything with deploy/uninstall.sh --purge; checks each
+# Installs rmmguard with deploy/install.sh, runs the systemd units' commands the way systemd
+# would (the rules unit's ExecStart as root, rmmguard's ExecStart as the unit's User with only
+# its AmbientCapabilities, the rules unit's ExecStop as root), then removes everything with deploy/uninstall.sh --purge; checks each
 # step and prints "ok: ..." lines. Exits non-zero at the first failure.
 #
 #   ip netns exec NS unshare --mount --propagation private tests/netns/install_sandbox.sh TREE
@@ -35,23 +35,26 @@ before=$(ruleset)
 
 # 1. Install (systemd is not running in the sandbox: the unit is installed, not started).
 "$tree/deploy/install.sh" --no-start
+units=(rmmguard.service rmmguard-rules.service rmmguard-failed.service)
 for f in /usr/local/bin/rmmguard /usr/local/lib/rmmguard/gateway-rules.sh \
-  /etc/systemd/system/rmmguard.service /etc/rmmguard/policy.toml /etc/default/rmmguard; do
+  "${units[@]/#//etc/systemd/system/}" /etc/rmmguard/policy.toml /etc/default/rmmguard; do
   [ -e "$f" ] || fail "install.sh did not install $f"
 done
 getent passwd rmmguard >/dev/null || fail "no rmmguard user"
 ok "install.sh installed the files and the rmmguard user"
 unit=/etc/systemd/system/rmmguard.service
+runit=/etc/systemd/system/rmmguard-rules.service
 if command -v systemd-analyze >/dev/null; then
-  err=$(systemd-analyze verify "$unit" 2>&1) || fail "systemd-analyze verify: $err"
+  err=$(systemd-analyze verify "${units[@]/#//etc/systemd/system/}" 2>&1) \
+    || fail "systemd-analyze verify: $err"
   [ -z "$err" ] || fail "systemd-analyze verify warned: $err"
-  ok "systemd-analyze verify: the installed unit is clean"
+  ok "systemd-analyze verify: the installed units are clean"
 fi
 
-# 2. The unit's commands, read from the installed unit (continuation lines joined), with its
+# 2. The units' commands, read from the installed units (continuation lines joined), with their
 # environment (the Environment= defaults, then /etc/default/rmmguard).
-value() { # first value of KEY= in the unit, continuation lines joined
-  sed -e ':a' -e '/\\$/N; s/\\\n//; ta' "$unit" | sed -n "s/^$1=//p" | head -n 1
+value() { # value() KEY [UNIT]: first value of KEY= in UNIT, continuation lines joined
+  sed -e ':a' -e '/\\$/N; s/\\\n//; ta' "${2:-$unit}" | sed -n "s/^$1=//p" | head -n 1
 }
 RMMGUARD_QUEUES=0-3 RMMGUARD_RULES_OPTS='' RMMGUARD_OPTS=''
 # shellcheck disable=SC1091
@@ -67,13 +70,12 @@ expand() { # systemd's ${VAR} and $VAR for the three variables the unit uses
 user=$(value User)
 caps=$(value AmbientCapabilities)
 [ "$(value CapabilityBoundingSet)" = "$caps" ] || fail "bounding set and ambient set differ"
-read -r -a pre <<<"$(expand "$(value ExecStartPre)")"
+read -r -a pre <<<"$(expand "$(value ExecStart "$runit")")"
 read -r -a start <<<"$(expand "$(value ExecStart)")"
-read -r -a post <<<"$(expand "$(value ExecStopPost)")"
-[ "${pre[0]:0:1}" = + ] && [ "${post[0]:0:1}" = + ] || fail "the rules commands should run as root (+)"
-pre[0]=${pre[0]:1}; post[0]=${post[0]:1}
+read -r -a post <<<"$(expand "$(value ExecStop "$runit")")"
+[ -z "$(value User "$runit")" ] || fail "the rules unit should run as root"
 "${pre[@]}" >/dev/null
-ok "ExecStartPre: ${pre[*]}"
+ok "rules unit ExecStart: ${pre[*]}"
 # RuntimeDirectory= and LogsDirectory=, owned by the user.
 install -d -o "$user" -g "$user" /run/rmmguard /var/log/rmmguard
 # setpriv capability names: cap_net_admin -> net_admin.
@@ -99,10 +101,10 @@ kill -TERM "$pid"
 wait "$pid" || fail "rmmguard exited with $? on SIGTERM: $(cat "$work/rmmguard.log")"
 [ -e /var/log/rmmguard/events.json ] || fail "no events file"
 "${post[@]}" >/dev/null
-[ "$(ruleset)" = "$before" ] || fail "ExecStopPost left rules behind"
-ok "SIGTERM: clean exit; ExecStopPost removed every rule"
+[ "$(ruleset)" = "$before" ] || fail "the rules unit's ExecStop left rules behind"
+ok "SIGTERM: clean exit; the rules unit's ExecStop removed every rule"
 
-# 3. The rules up again (as if rmmguard had stopped without its ExecStopPost), then uninstall.
+# 3. The rules up again (as if their unit had never been stopped), then uninstall.
 "${pre[@]}" >/dev/null
 "$tree/deploy/uninstall.sh" --purge
 [ "$(ruleset)" = "$before" ] || fail "uninstall.sh left rules behind"
