@@ -10,7 +10,7 @@
 # `rmmguard inline --queues 0-1`:
 # - bulk: iperf3 TCP, 5 s, one allowed flow (bits/s at the receiver);
 # - churn: 2000 short TCP connections one after another (connect, read a 5-byte banner, close),
-#   connections/s. Churn also runs on two setups in between, which split the cost: a stateful
+#   connections/s. Churn (and bulk, for the first) also runs on two setups in between, which split the cost: a stateful
 #   bare gateway (conntrack on, one `ct state` rule: what any NAT or stateful firewall costs),
 #   and rmmguard's rules with no rmmguard bound (the queue rules' bypass accepts). For each
 #   churn setup the machine's busy CPU time per connection is printed too (from /proc/stat,
@@ -111,7 +111,7 @@ inline_down() {
   ip netns exec "$name-g" "$rules" down >/dev/null
 }
 
-bare_bulk=() bare_churn=() in_bulk=() in_churn=() ct_churn=() nr_churn=()
+bare_bulk=() bare_churn=() in_bulk=() in_churn=() ct_churn=() nr_churn=() ct_bulk=()
 cpu_bare=() cpu_ct=() cpu_nr=() cpu_in=()
 last_cpu() { tail -n 1 "$cpu_file"; }
 for r in $(seq 0 $((reps - 1))); do
@@ -119,6 +119,7 @@ for r in $(seq 0 $((reps - 1))); do
   bare_bulk+=("$(bulk_once)")
   ip netns exec "$name-g" iptables -w -A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED,NEW -j ACCEPT
   ct_churn+=("$(churn_once $((port0 + 4 * r + 1)))"); cpu_ct+=("$(last_cpu)")
+  ct_bulk+=("$(bulk_once)")
   ip netns exec "$name-g" iptables -w -D FORWARD -m conntrack --ctstate ESTABLISHED,RELATED,NEW -j ACCEPT
   ip netns exec "$name-g" "$rules" up --queues 0-1 "${rules_opts[@]}" >/dev/null
   nr_churn+=("$(churn_once $((port0 + 4 * r + 2)))"); cpu_nr+=("$(last_cpu)")
@@ -129,19 +130,21 @@ for r in $(seq 0 $((reps - 1))); do
   inline_down
 done
 echo "bare bulk_bps: ${bare_bulk[*]}" >&2
+echo "stateful bulk_bps: ${ct_bulk[*]}" >&2
 echo "inline bulk_bps: ${in_bulk[*]}" >&2
 echo "churn_cps bare: ${bare_churn[*]}; stateful: ${ct_churn[*]}; rules, no reader: ${nr_churn[*]}; inline: ${in_churn[*]}" >&2
 echo "cpu_us_per_conn bare: ${cpu_bare[*]}; stateful: ${cpu_ct[*]}; rules, no reader: ${cpu_nr[*]}; inline: ${cpu_in[*]}" >&2
 med() { printf '%s\n' "$@" | median; }
-b0=$(med "${bare_bulk[@]}"); b1=$(med "${in_bulk[@]}")
+b0=$(med "${bare_bulk[@]}"); b1=$(med "${in_bulk[@]}"); bc=$(med "${ct_bulk[@]}")
 c0=$(med "${bare_churn[@]}"); c1=$(med "${in_churn[@]}")
 cc=$(med "${ct_churn[@]}"); cn=$(med "${nr_churn[@]}")
 u0=$(med "${cpu_bare[@]}"); uc=$(med "${cpu_ct[@]}"); un=$(med "${cpu_nr[@]}"); u1=$(med "${cpu_in[@]}")
 queued=$(awk '/NFQUEUE/ {s += $1} END {print s + 0}' "$work/counters")
 bypassed=$(awk '/connmark match  0x1\/0x3/ {print $1; exit}' "$work/counters")
-awk -v b0="$b0" -v b1="$b1" -v c0="$c0" -v c1="$c1" -v cc="$cc" -v cn="$cn" \
+awk -v b0="$b0" -v b1="$b1" -v bc="$bc" -v c0="$c0" -v c1="$c1" -v cc="$cc" -v cn="$cn" \
   -v u0="$u0" -v uc="$uc" -v un="$un" -v u1="$u1" -v q="$queued" -v k="${bypassed:-0}" -v r="$reps" 'BEGIN {
   printf "bulk  (iperf3 -t 5, median of %d): bare %.2f Gbit/s, inline %.2f Gbit/s, ratio %.1f %% (target >= 95 %%)\n", r, b0/1e9, b1/1e9, 100*b1/b0
+  printf "bulk on the stateful bare gateway (conntrack, 1 rule): %.2f Gbit/s, %.1f %% of bare; inline is %.1f %% of it\n", bc/1e9, 100*bc/b0, 100*b1/bc
   printf "churn (2000 short connections, median of %d): bare %.0f conn/s, inline %.0f conn/s, ratio %.1f %% (target >= 80 %%)\n", r, c0, c1, 100*c1/c0
   printf "churn, where the cost goes (conn/s, %% of bare, busy CPU us per connection):\n"
   printf "  bare gateway                   %6.0f  100.0 %%  %4.0f us\n", c0, u0
