@@ -26,7 +26,8 @@ use rmmguard::output::metrics::{Hub, WorkerSnapshot};
 use rmmguard::replay::{EventSink, JsonLines};
 use rmmguard::source::live::{build_reset_for_dropped, build_resets, Injector, LiveCapture};
 use rmmguard::source::nfqueue::{
-    answer, parse_queues, Answer, NfQueue, QueueOptions, QueuedPacket,
+    answer, fail_open_since, parse_queues, Answer, KernelStatsFile, NfQueue, QueueOptions,
+    QueuedPacket,
 };
 use std::io::Write;
 use std::net::SocketAddr;
@@ -59,9 +60,15 @@ pub struct InlineArgs {
     /// After opening the queues, switch to this user (keeping CAP_NET_ADMIN only).
     #[arg(long, value_name = "NAME")]
     user: Option<String>,
-    /// Packets the kernel holds per queue.
-    #[arg(long, default_value_t = 4096)]
+    /// Packets the kernel holds per queue. Set far above what the socket buffer holds, so that
+    /// the buffer fills first: the kernel then counts every packet it turns away, and
+    /// rmmguard_fail_open_packets_total is exact.
+    #[arg(long, default_value_t = 65536)]
     queue_len: u32,
+    /// Receive buffer of each queue's socket, in bytes: the backlog of packets waiting for
+    /// rmmguard (the kernel doubles it for its bookkeeping).
+    #[arg(long, default_value_t = 8 << 20, value_name = "BYTES")]
+    queue_buffer: usize,
     /// Flows tracked per worker.
     #[arg(long, default_value_t = 1 << 18)]
     max_flows: usize,
@@ -587,7 +594,13 @@ fn worker(
     let mut last_pub = Instant::now();
     let mut errors = 0u32;
     while !shared.stop.load(Ordering::Relaxed) {
-        match q.serve(false, &mut |p| decide(&mut eng, &mut inject, p)) {
+        // Counted before the answer, while the kernel still counts the packet as waiting: the
+        // fail-open count (see QueueCounts) can then only be low for a moment, never high.
+        let received = &shared.hub.queue_received[w];
+        match q.serve(false, &mut |p| {
+            received.fetch_add(1, Ordering::Relaxed);
+            decide(&mut eng, &mut inject, p)
+        }) {
             Ok(_) => {
                 errors = 0;
                 shared.drain(&mut eng);
@@ -621,7 +634,11 @@ fn worker(
     // Only then is the queue unbound, so the kernel has nothing of ours to drop; later packets
     // meet the rule's bypass setting. Under a service manager's descriptor store the queue stays
     // bound (at length 0) for the next process to take over.
-    let n = q.quiesce(&mut |p| decide(&mut eng, &mut inject, p));
+    let received = &shared.hub.queue_received[w];
+    let n = q.quiesce(&mut |p| {
+        received.fetch_add(1, Ordering::Relaxed);
+        decide(&mut eng, &mut inject, p)
+    });
     tracing::warn!(
         "NFQUEUE {}: answered {n} queued packets while stopping",
         q.num()
@@ -634,6 +651,57 @@ fn worker(
     eng.flush(now_ns());
     shared.drain(&mut eng);
     shared.publish(w, &eng);
+}
+
+/// The kernel's per-queue counters turned into rmmguard's metrics (see
+/// [`rmmguard::source::nfqueue::fail_open_since`]).
+struct QueueCounts {
+    /// (queue, worker, id_sequence when rmmguard started on it)
+    base: Vec<(u16, usize, Option<u32>)>,
+    fail_open: u64,
+}
+
+impl QueueCounts {
+    fn new(queues: &[u16], f: Option<&KernelStatsFile>) -> QueueCounts {
+        let now = f.and_then(|f| f.read().ok()).unwrap_or_default();
+        let base = queues
+            .iter()
+            .enumerate()
+            .map(|(w, &q)| {
+                let id = now.iter().find(|k| k.queue == q).map(|k| k.id_sequence);
+                (q, w, id)
+            })
+            .collect();
+        QueueCounts { base, fail_open: 0 }
+    }
+
+    fn update(&mut self, f: Option<&KernelStatsFile>, hub: &Hub, fail_open_mode: bool) {
+        let Some(Ok(now)) = f.map(|f| f.read()) else {
+            return;
+        };
+        let (mut drops, mut waiting, mut passed) = (0u64, 0u64, 0u64);
+        for (q, w, base) in &mut self.base {
+            let Some(k) = now.iter().find(|k| k.queue == *q) else {
+                continue;
+            };
+            drops += k.dropped as u64 + k.user_dropped as u64;
+            waiting += k.waiting as u64;
+            let b = *base.get_or_insert(k.id_sequence);
+            let received = hub
+                .queue_received
+                .get(*w)
+                .map_or(0, |r| r.load(Ordering::Relaxed));
+            if fail_open_mode {
+                passed += fail_open_since(k, b, received);
+            }
+        }
+        // A counter never goes down (a packet received between the kernel's reading and ours
+        // makes one reading low).
+        self.fail_open = self.fail_open.max(passed);
+        hub.queue_drops.store(drops, Ordering::Relaxed);
+        hub.queue_waiting.store(waiting, Ordering::Relaxed);
+        hub.fail_open.store(self.fail_open, Ordering::Relaxed);
+    }
 }
 
 /// Unbinds an inherited queue socket that is not used, asks the service manager to drop its copy,
@@ -657,6 +725,7 @@ pub fn inline(a: InlineArgs) -> Result<u8, String> {
         fail_open,
         copy_range: u16::MAX,
         max_len: a.queue_len.max(1),
+        socket_buffer: a.queue_buffer,
     };
     // Sockets a service manager kept across a restart are taken over: their queues are still
     // bound, with packets waiting in them.
@@ -709,6 +778,18 @@ pub fn inline(a: InlineArgs) -> Result<u8, String> {
             }
         }
     }
+    // The kernel's queue counters, readable by root only: opened now, read every second.
+    let kstats = match KernelStatsFile::open() {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::warn!(
+                "cannot open /proc/net/netfilter/nfnetlink_queue ({e}): queue drops and \
+                 fail-open packets are not counted"
+            );
+            None
+        }
+    };
+    let queue_nums: Vec<u16> = opened.iter().map(|q| q.num()).collect();
     write_pid_file(&a.pid_file)?;
     let sigset = setup_signals();
     drop_privileges(&[CAP_NET_ADMIN], a.user.as_deref())?;
@@ -764,7 +845,9 @@ pub fn inline(a: InlineArgs) -> Result<u8, String> {
         &[],
     );
     let mut failed = false;
+    let mut counts = QueueCounts::new(&queue_nums, kstats.as_ref());
     loop {
+        counts.update(kstats.as_ref(), &shared.hub, fail_open);
         match wait_signal(&sigset, Duration::from_secs(1)) {
             libc::SIGHUP => reload_config(&a.common, &shared),
             libc::SIGTERM | libc::SIGINT => break,

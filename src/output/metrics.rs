@@ -118,6 +118,10 @@ pub struct Hub {
     pub queue_drops: AtomicU64,
     /// Packets passed by fail-open (queue full or engine unavailable).
     pub fail_open: AtomicU64,
+    /// Packets queued for rmmguard and not answered yet, all queues (inline mode).
+    pub queue_waiting: AtomicU64,
+    /// Packets each worker received from its queue (inline mode), for the fail-open count.
+    pub queue_received: Vec<AtomicU64>,
     /// Events lost to output errors (a full disk).
     pub events_lost: AtomicU64,
     /// Version and reload state.
@@ -134,6 +138,8 @@ impl Hub {
                 .collect(),
             queue_drops: AtomicU64::new(0),
             fail_open: AtomicU64::new(0),
+            queue_waiting: AtomicU64::new(0),
+            queue_received: (0..workers.max(1)).map(|_| AtomicU64::new(0)).collect(),
             events_lost: AtomicU64::new(0),
             config: Mutex::new(ConfigInfo::default()),
             hosts: Mutex::new(HostTable::default()),
@@ -482,14 +488,20 @@ pub fn render(hub: &Hub, config: &ConfigHandle, learned: Option<&Learned>) -> St
     e.single(
         "rmmguard_queue_dropped_packets_total",
         "counter",
-        "Packets the kernel dropped because an NFQUEUE queue was full.",
+        "Packets the kernel dropped because an NFQUEUE queue was full (fail-closed).",
         hub.queue_drops.load(Ordering::Relaxed),
     );
     e.single(
         "rmmguard_fail_open_packets_total",
         "counter",
-        "Packets passed uninspected by fail-open (queue full or engine unavailable).",
+        "Packets passed uninspected by fail-open because a queue was full (inline mode).",
         hub.fail_open.load(Ordering::Relaxed),
+    );
+    e.single(
+        "rmmguard_queue_waiting_packets",
+        "gauge",
+        "Packets queued for rmmguard and not answered yet, all queues (inline mode).",
+        hub.queue_waiting.load(Ordering::Relaxed),
     );
     e.single(
         "rmmguard_events_lost_total",

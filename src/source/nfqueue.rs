@@ -87,6 +87,9 @@ pub struct QueueOptions {
     pub copy_range: u16,
     /// Packets the kernel holds for this queue before it applies the full-queue rule.
     pub max_len: u32,
+    /// Receive buffer of the queue's socket, bytes (the kernel doubles it for its bookkeeping).
+    /// Packets wait here for rmmguard; when it is full the kernel applies the full-queue rule.
+    pub socket_buffer: usize,
 }
 
 impl Default for QueueOptions {
@@ -94,7 +97,8 @@ impl Default for QueueOptions {
         QueueOptions {
             fail_open: true,
             copy_range: u16::MAX,
-            max_len: 4096,
+            max_len: 65536,
+            socket_buffer: 8 << 20,
         }
     }
 }
@@ -337,8 +341,9 @@ impl NfQueue {
         // A queue that is not read fast enough gets the full-queue rule (fail-open or not), never
         // ENOBUFS on this socket; and a large buffer absorbs bursts.
         Self::setsockopt(&fd, SOL_NETLINK, NETLINK_NO_ENOBUFS, 1);
-        if !Self::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, 8 << 20) {
-            Self::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, 8 << 20);
+        let size = opts.socket_buffer.clamp(64 << 10, 1 << 30) as libc::c_int;
+        if !Self::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, size) {
+            Self::setsockopt(&fd, libc::SOL_SOCKET, libc::SO_RCVBUF, size);
         }
         NfQueue {
             fd,
@@ -697,6 +702,85 @@ impl NfQueue {
     }
 }
 
+/// The kernel's counters for one queue (a line of `/proc/net/netfilter/nfnetlink_queue`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelQueueStats {
+    /// Queue number.
+    pub queue: u16,
+    /// Packets handed to the socket and not answered yet.
+    pub waiting: u32,
+    /// Packets dropped because the queue length limit was reached (without fail-open).
+    pub dropped: u32,
+    /// Packets that could not be handed to the socket (its buffer full) and were dropped
+    /// (without fail-open).
+    pub user_dropped: u32,
+    /// The last packet id given out: one per packet that passed the length limit, whether or
+    /// not the socket then took it.
+    pub id_sequence: u32,
+}
+
+/// Parses `/proc/net/netfilter/nfnetlink_queue` (`queue portid waiting copy_mode copy_range
+/// dropped user_dropped id_sequence 1` per line). Lines that do not parse are skipped.
+pub fn parse_kernel_stats(text: &str) -> Vec<KernelQueueStats> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() < 8 {
+                return None;
+            }
+            Some(KernelQueueStats {
+                queue: f[0].parse().ok()?,
+                waiting: f[2].parse().ok()?,
+                dropped: f[5].parse().ok()?,
+                user_dropped: f[6].parse().ok()?,
+                id_sequence: f[7].parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// `/proc/net/netfilter/nfnetlink_queue`, opened once (it is readable by root only) and read
+/// again from the start on each [`KernelStatsFile::read`], after privileges are dropped.
+pub struct KernelStatsFile {
+    file: std::fs::File,
+}
+
+impl KernelStatsFile {
+    /// Opens the file of the current network namespace.
+    pub fn open() -> io::Result<KernelStatsFile> {
+        Ok(KernelStatsFile {
+            file: std::fs::File::open("/proc/net/netfilter/nfnetlink_queue")?,
+        })
+    }
+
+    /// The counters of every queue bound in this network namespace now.
+    pub fn read(&self) -> io::Result<Vec<KernelQueueStats>> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; 64 << 10];
+        let mut len = 0;
+        while len < buf.len() {
+            let n = self.file.read_at(&mut buf[len..], len as u64)?;
+            if n == 0 {
+                break;
+            }
+            len += n;
+        }
+        Ok(parse_kernel_stats(&String::from_utf8_lossy(&buf[..len])))
+    }
+}
+
+/// Packets that fail-open let through uninspected on one queue, from the kernel's counters: every
+/// packet that got an id but was neither received by rmmguard nor is still waiting for it was
+/// accepted by fail-open when the socket's buffer was full. `base_id` is `id_sequence` when
+/// rmmguard started on the queue; `received` the packets it has received since. (The kernel
+/// counts no packet turned away by the queue length limit, which is why the limit is set far
+/// above what the socket's buffer holds: the buffer fills first, and every excess packet shows
+/// here.)
+pub fn fail_open_since(k: &KernelQueueStats, base_id: u32, received: u64) -> u64 {
+    let given = k.id_sequence.wrapping_sub(base_id) as u64;
+    given.saturating_sub(received + k.waiting as u64)
+}
+
 /// Parses a queue list: `0-3`, `2`, `0,2,5-6`. At most 64 queues.
 pub fn parse_queues(s: &str) -> Result<Vec<u16>, String> {
     let bad = || format!("bad queue list '{s}' (examples: 0, 0-3, 0,2,4-5)");
@@ -771,6 +855,35 @@ mod tests {
             .attr(NFQA_PAYLOAD, payload)
             .finish();
         out
+    }
+
+    #[test]
+    fn kernel_stats_parse_and_fail_open_count() {
+        let text = "    0  31337     2 2 65535     0     0     1210  1\n\
+                    3  31338     0 2 65535     4     5   4294967295  1\nbad line\n";
+        let v = parse_kernel_stats(text);
+        assert_eq!(v.len(), 2);
+        assert_eq!(
+            v[0],
+            KernelQueueStats {
+                queue: 0,
+                waiting: 2,
+                dropped: 0,
+                user_dropped: 0,
+                id_sequence: 1210
+            }
+        );
+        assert_eq!((v[1].queue, v[1].dropped, v[1].user_dropped), (3, 4, 5));
+        // Started at id 1000; 200 received and 2 waiting of the 210 given: 8 passed by fail-open.
+        assert_eq!(fail_open_since(&v[0], 1000, 200), 8);
+        // Never negative (a packet received between the two readings).
+        assert_eq!(fail_open_since(&v[0], 1000, 215), 0);
+        // Ids wrap.
+        let w = KernelQueueStats {
+            id_sequence: 5,
+            ..v[0]
+        };
+        assert_eq!(fail_open_since(&w, u32::MAX - 4, 3), 5);
     }
 
     #[test]

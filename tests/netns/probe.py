@@ -19,9 +19,9 @@
       connections per second (for benches/gateway.sh).
   probe.py dns SERVER NAME
       one A query over UDP; prints each answered IPv4 address on a line, or "timeout".
-  probe.py udpflood HOST PORT N RATE
-      sends N datagrams numbered 0..N-1, each from a new socket (so a new flow, which the
-      gateway queues to rmmguard), RATE per second; prints "sent N".
+  probe.py udpflood HOST PORT N RATE [SIZE]
+      sends N datagrams numbered 0..N-1 (SIZE bytes, at least 4), each from a new socket (so a
+      new flow, which the gateway queues to rmmguard), RATE per second; prints "sent N".
   probe.py udpsink PORT IDLE
       receives numbered datagrams until IDLE seconds pass without one (after the first);
       prints "received R distinct D", then "missing" and the first missing numbers.
@@ -192,13 +192,14 @@ def dns(server, name):
         i += rdlen
 
 
-def udpflood(host, port, n, rate):
+def udpflood(host, port, n, rate, size=4):
     import time
 
+    pad = b"\0" * max(0, size - 4)
     t0 = time.monotonic()
     for i in range(n):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.sendto(struct.pack(">I", i), (host, port))
+        s.sendto(struct.pack(">I", i) + pad, (host, port))
         s.close()
         # Paced against the start, so a slow step does not lower the rate.
         ahead = t0 + (i + 1) / rate - time.monotonic()
@@ -217,13 +218,13 @@ def udpsink(port, idle):
     s.settimeout(None)
     while True:
         try:
-            b, _ = s.recvfrom(64)
+            b, _ = s.recvfrom(65536)
         except socket.timeout:
             break
         s.settimeout(idle)
         count += 1
-        if len(b) == 4:
-            seen.add(struct.unpack(">I", b)[0])
+        if len(b) >= 4:
+            seen.add(struct.unpack(">I", b[:4])[0])
     top = max(seen) + 1 if seen else 0
     missing = [i for i in range(top) if i not in seen]
     print("received %d distinct %d" % (count, len(seen)))
@@ -251,7 +252,7 @@ def main(a):
     elif a[0] == "dns":
         dns(a[1], a[2])
     elif a[0] == "udpflood":
-        udpflood(a[1], int(a[2]), int(a[3]), float(a[4]))
+        udpflood(a[1], int(a[2]), int(a[3]), float(a[4]), int(a[5]) if len(a) > 5 else 4)
     elif a[0] == "udpsink":
         udpsink(int(a[1]), float(a[2]))
     else:
