@@ -668,7 +668,13 @@ impl QueueCounts {
             .iter()
             .enumerate()
             .map(|(w, &q)| {
-                let id = now.iter().find(|k| k.queue == q).map(|k| k.id_sequence);
+                // The packets already waiting (a queue taken over) are still to be received, or
+                // released uninspected if the previous process had read them: both count from
+                // the id before theirs.
+                let id = now
+                    .iter()
+                    .find(|k| k.queue == q)
+                    .map(|k| k.id_sequence.wrapping_sub(k.waiting));
                 (q, w, id)
             })
             .collect();
