@@ -343,6 +343,14 @@ impl Gw {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
+    /// The metrics exposition of the rmmguard started with `--metrics 127.0.0.1:9977` (served
+    /// on the gateway namespace's loopback).
+    fn metrics_text(&self) -> String {
+        let url = "http://127.0.0.1:9977/metrics";
+        let o = self.run('g', &["curl", "-sS", "--max-time", "5", url]);
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
     /// `iptables -L -v -n -x` on the gateway (every chain).
     fn counters(&self) -> String {
         let o = self.run('g', &["iptables", "-L", "-v", "-n", "-x"]);
@@ -516,17 +524,7 @@ fn blocked_tls_sni_is_reset_and_allowed_traffic_passes_byte_for_byte() {
     // listens on the gateway namespace's loopback.
     let t0 = Instant::now();
     loop {
-        let o = g.run(
-            'g',
-            &[
-                "curl",
-                "-sS",
-                "--max-time",
-                "5",
-                "http://127.0.0.1:9977/metrics",
-            ],
-        );
-        let body = String::from_utf8_lossy(&o.stdout);
+        let body = g.metrics_text();
         let packets: f64 = body
             .lines()
             .filter(|l| l.starts_with("rmmguard_packets_total"))
@@ -608,19 +606,23 @@ fn dns_learned_address_without_sni_is_refused() {
     let answer = g.probe(&["dns", SERVER, "boot.net.anydesk.com"]);
     assert_eq!(answer.trim(), SERVER, "DNS answer through the gateway");
     // TLS to the bare address: no SNI, so only the learned address tells what it is.
-    let o = g.run(
-        'c',
-        &[
-            "curl",
-            "-sS",
-            "-k",
-            "--max-time",
-            "5",
-            "https://10.201.2.2/file.bin",
-            "-o",
-            "/dev/null",
-        ],
-    );
+    // curl over TLS to the answered address itself, with no name.
+    let curl_bare = || {
+        g.run(
+            'c',
+            &[
+                "curl",
+                "-sS",
+                "-k",
+                "--max-time",
+                "5",
+                "https://10.201.2.2/file.bin",
+                "-o",
+                "/dev/null",
+            ],
+        )
+    };
+    let o = curl_bare();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "TLS to the learned address passed");
     assert!(
@@ -645,19 +647,7 @@ fn dns_learned_address_without_sni_is_refused() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let o = g.run(
-        'c',
-        &[
-            "curl",
-            "-sS",
-            "-k",
-            "--max-time",
-            "5",
-            "https://10.201.2.2/file.bin",
-            "-o",
-            "/dev/null",
-        ],
-    );
+    let o = curl_bare();
     let err = String::from_utf8_lossy(&o.stderr);
     // curl's exit status 7: the connection was refused (a reset answered the SYN).
     assert_eq!(
@@ -1117,17 +1107,7 @@ fn queue_overflow_under_fail_open_passes_and_is_counted() {
     assert!(st.success());
     g.assert_flood_complete_of(flood, N);
     let metric = |name: &str| -> f64 {
-        let o = g.run(
-            'g',
-            &[
-                "curl",
-                "-sS",
-                "--max-time",
-                "5",
-                "http://127.0.0.1:9977/metrics",
-            ],
-        );
-        String::from_utf8_lossy(&o.stdout)
+        g.metrics_text()
             .lines()
             .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
             .unwrap_or(-1.0)

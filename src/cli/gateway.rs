@@ -596,7 +596,7 @@ fn worker(
     while !shared.stop.load(Ordering::Relaxed) {
         // Counted before the answer, while the kernel still counts the packet as waiting: the
         // fail-open count (see QueueCounts) can then only be low for a moment, never high.
-        let received = &shared.hub.queue_received[w];
+        let received = &shared.hub.queue_received[w].0;
         match q.serve(false, &mut |p| {
             received.fetch_add(1, Ordering::Relaxed);
             decide(&mut eng, &mut inject, p)
@@ -634,7 +634,7 @@ fn worker(
     // Only then is the queue unbound, so the kernel has nothing of ours to drop; later packets
     // meet the rule's bypass setting. Under a service manager's descriptor store the queue stays
     // bound (at length 0) for the next process to take over.
-    let received = &shared.hub.queue_received[w];
+    let received = &shared.hub.queue_received[w].0;
     let n = q.quiesce(&mut |p| {
         received.fetch_add(1, Ordering::Relaxed);
         decide(&mut eng, &mut inject, p)
@@ -696,7 +696,7 @@ impl QueueCounts {
             let received = hub
                 .queue_received
                 .get(*w)
-                .map_or(0, |r| r.load(Ordering::Relaxed));
+                .map_or(0, |r| r.0.load(Ordering::Relaxed));
             if fail_open_mode {
                 passed += fail_open_since(k, b, received);
             }

@@ -111,6 +111,11 @@ impl HostTable {
     }
 }
 
+/// A counter written by one worker and read by others, alone on its cache line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct WorkerCounter(pub AtomicU64);
+
 /// Shared between the workers (which publish) and the metrics server (which reads).
 pub struct Hub {
     workers: Vec<Mutex<WorkerSnapshot>>,
@@ -121,7 +126,9 @@ pub struct Hub {
     /// Packets queued for rmmguard and not answered yet, all queues (inline mode).
     pub queue_waiting: AtomicU64,
     /// Packets each worker received from its queue (inline mode), for the fail-open count.
-    pub queue_received: Vec<AtomicU64>,
+    /// Each worker adds to its own counter on every packet: one cache line each, so that two
+    /// workers never write the same line.
+    pub queue_received: Vec<WorkerCounter>,
     /// Events lost to output errors (a full disk).
     pub events_lost: AtomicU64,
     /// Version and reload state.
@@ -139,7 +146,9 @@ impl Hub {
             queue_drops: AtomicU64::new(0),
             fail_open: AtomicU64::new(0),
             queue_waiting: AtomicU64::new(0),
-            queue_received: (0..workers.max(1)).map(|_| AtomicU64::new(0)).collect(),
+            queue_received: (0..workers.max(1))
+                .map(|_| WorkerCounter::default())
+                .collect(),
             events_lost: AtomicU64::new(0),
             config: Mutex::new(ConfigInfo::default()),
             hosts: Mutex::new(HostTable::default()),

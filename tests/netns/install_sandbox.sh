@@ -78,12 +78,10 @@ read -r -a post <<<"$(expand "$(value ExecStop "$runit")")"
 ok "rules unit ExecStart: ${pre[*]}"
 # RuntimeDirectory= and LogsDirectory=, owned by the user.
 install -d -o "$user" -g "$user" /run/rmmguard /var/log/rmmguard
-# setpriv capability names: cap_net_admin -> net_admin.
-cl=$(echo "$caps" | tr 'A-Z ' 'a-z,' | sed 's/cap_//g')
+# setpriv's form of the unit's capabilities: CAP_NET_ADMIN CAP_NET_RAW -> +net_admin,+net_raw.
+cl=$(echo "$caps" | tr 'A-Z ' 'a-z,' | sed 's/cap_//g; s/^/+/; s/,/,+/g')
 setpriv --reuid "$user" --regid "$user" --init-groups --no-new-privs \
-  --inh-caps "-all,$(echo "$cl" | sed 's/^/+/; s/,/,+/g')" \
-  --ambient-caps "$(echo "$cl" | sed 's/^/+/; s/,/,+/g')" \
-  --bounding-set "-all,$(echo "$cl" | sed 's/^/+/; s/,/,+/g')" \
+  --inh-caps "-all,$cl" --ambient-caps "$cl" --bounding-set "-all,$cl" \
   -- "${start[@]}" 2>"$work/rmmguard.log" &
 pid=$!
 pidfile=/run/rmmguard/rmmguard.pid
