@@ -44,15 +44,8 @@ pub struct InlineArgs {
     /// NFQUEUE numbers to read, one worker thread each (e.g. 0-3, or 0,2).
     #[arg(long, default_value = "0", value_name = "LIST")]
     queues: String,
-    /// Write one JSON event per flow decision here ('-' = standard output). Reopened on SIGHUP.
-    #[arg(long, value_name = "FILE")]
-    events: Option<String>,
-    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9977).
-    #[arg(long, value_name = "ADDR")]
-    metrics: Option<SocketAddr>,
-    /// Write the process id here at start.
-    #[arg(long, value_name = "FILE")]
-    pid_file: Option<PathBuf>,
+    #[command(flatten)]
+    out: ServiceOutput,
     /// Drop packets when a queue is full (default: the policy's `fail_open`, which defaults to
     /// true). Pair it with `gateway-rules.sh up --fail-closed`.
     #[arg(long)]
@@ -78,6 +71,20 @@ pub struct InlineArgs {
     no_learned_set: bool,
 }
 
+/// What `inline` and `monitor` write and serve while they run.
+#[derive(clap::Args)]
+pub struct ServiceOutput {
+    /// Write one JSON event per flow decision here ('-' = standard output). Reopened on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    events: Option<String>,
+    /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9977).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<SocketAddr>,
+    /// Write the process id here at start.
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
+}
+
 /// Options of `rmmguard monitor`.
 #[derive(clap::Args)]
 pub struct MonitorArgs {
@@ -90,15 +97,8 @@ pub struct MonitorArgs {
     /// to both ends).
     #[arg(long)]
     reset: bool,
-    /// Write one JSON event per flow decision here ('-' = standard output). Reopened on SIGHUP.
-    #[arg(long, value_name = "FILE")]
-    events: Option<String>,
-    /// Serve Prometheus metrics on this address.
-    #[arg(long, value_name = "ADDR")]
-    metrics: Option<SocketAddr>,
-    /// Write the process id here at start.
-    #[arg(long, value_name = "FILE")]
-    pid_file: Option<PathBuf>,
+    #[command(flatten)]
+    out: ServiceOutput,
     /// Do not put the interface in promiscuous mode.
     #[arg(long)]
     no_promisc: bool,
@@ -724,7 +724,7 @@ pub fn inline(a: InlineArgs) -> Result<u8, String> {
     let fail_open = cfg.policy.fail_open && !a.fail_closed;
     let (cv, pv) = (cfg.catalog.version.clone(), cfg.policy.version.clone());
     let handle = ConfigHandle::new(cfg);
-    let events = EventOut::open(a.events.clone())?;
+    let events = EventOut::open(a.out.events.clone())?;
     let hub = Arc::new(Hub::new(queues.len()));
     hub.reloaded(&cv, &pv, true);
     let qo = QueueOptions {
@@ -796,11 +796,11 @@ pub fn inline(a: InlineArgs) -> Result<u8, String> {
         }
     };
     let queue_nums: Vec<u16> = opened.iter().map(|q| q.num()).collect();
-    write_pid_file(&a.pid_file)?;
+    write_pid_file(&a.out.pid_file)?;
     let sigset = setup_signals();
     drop_privileges(&[CAP_NET_ADMIN], a.user.as_deref())?;
     let learned = Arc::new(Learned::new(1 << 16));
-    let _metrics = start_metrics(a.metrics, &hub, &handle, &learned)?;
+    let _metrics = start_metrics(a.out.metrics, &hub, &handle, &learned)?;
     let shared = Arc::new(Shared {
         handle,
         learned,
@@ -885,7 +885,7 @@ pub fn inline(a: InlineArgs) -> Result<u8, String> {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .flush();
-    if let Some(p) = &a.pid_file {
+    if let Some(p) = &a.out.pid_file {
         let _ = std::fs::remove_file(p);
     }
     tracing::warn!("stopped");
@@ -919,14 +919,14 @@ pub fn monitor(a: MonitorArgs) -> Result<u8, String> {
     } else {
         None
     };
-    let events = EventOut::open(a.events.clone())?;
-    write_pid_file(&a.pid_file)?;
+    let events = EventOut::open(a.out.events.clone())?;
+    write_pid_file(&a.out.pid_file)?;
     let sigset = setup_signals();
     drop_privileges(&[CAP_NET_RAW], a.user.as_deref())?;
     let hub = Arc::new(Hub::new(1));
     hub.reloaded(&cv, &pv, true);
     let learned = Arc::new(Learned::new(1 << 16));
-    let _metrics = start_metrics(a.metrics, &hub, &handle, &learned)?;
+    let _metrics = start_metrics(a.out.metrics, &hub, &handle, &learned)?;
     let shared = Shared {
         handle: handle.clone(),
         learned,
@@ -1010,7 +1010,7 @@ pub fn monitor(a: MonitorArgs) -> Result<u8, String> {
          {failed} failed, {resets_skipped} rate-limited",
         s.packets, s.flows_created
     );
-    if let Some(p) = &a.pid_file {
+    if let Some(p) = &a.out.pid_file {
         let _ = std::fs::remove_file(p);
     }
     Ok(0)
