@@ -218,6 +218,17 @@ fn policy_bad_action() {
     );
 }
 
+/// A value with an escaped newline (found by the policy fuzz target): quoted in the error, it
+/// is escaped, so the error stays on one line.
+#[test]
+fn policy_value_with_a_newline_stays_one_line() {
+    policy_error(
+        "[[allow]]\nname = \"x\"\ntool = \"anydesk\"\ndirection = \"\\ny\"\n",
+        4,
+        "unknown direction '\\ny'",
+    );
+}
+
 #[test]
 fn policy_unreadable() {
     let d = common::tempdir();

@@ -278,11 +278,29 @@ pub struct LoadError {
     pub msg: String,
 }
 
+/// `s` with its control characters escaped (`\n`, `\u{1b}`, ...): a value quoted from a file
+/// (a string with an escaped newline, say) cannot break the message onto two lines.
+struct OneLine<'a>(&'a str);
+
+impl fmt::Display for OneLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_debug())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (file, msg) = (OneLine(&self.file), OneLine(&self.msg));
         match self.line {
-            Some(l) => write!(f, "{}:{}: {}", self.file, l, self.msg),
-            None => write!(f, "{}: {}", self.file, self.msg),
+            Some(l) => write!(f, "{file}:{l}: {msg}"),
+            None => write!(f, "{file}: {msg}"),
         }
     }
 }
