@@ -8,7 +8,7 @@ mod support;
 use serde_json::Value;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use support::{Hello, Pcap, Rr, Tcp};
+use support::{fl, Hello, Pcap, Rr, Tcp};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -760,4 +760,79 @@ fn client_hello_larger_than_the_usual_prefix_with_the_sni_last() {
         let ev = expect(&analyze(&p, &[]), server, "teamviewer", "tls_sni");
         assert_eq!(ev["rmm"]["evidence"], "relay.teamviewer.com");
     }
+}
+
+#[test]
+fn stray_syn_mid_client_hello_does_not_restart_the_stream() {
+    // Half the ClientHello, then a SYN on the same ports with another initial sequence number (a
+    // server in the connection answers it with a challenge ACK, RFC 5961, and the connection goes
+    // on), then the rest. Taking that SYN for a new connection would throw the first half away.
+    // A stray reset before it (the server drops one out of its window) must not help either.
+    for with_rst in [false, true] {
+        split_case(|c, p, h| {
+            let half = h.len() / 2;
+            c.client_send(p, &h[..half]);
+            c.server_ack(p);
+            if with_rst {
+                p.tcp(&c.seg(true, c.c_next.wrapping_add(0x2000_0000), fl::RST, b""));
+            }
+            p.tcp(&c.seg(true, c.c_isn.wrapping_add(0x4000_0000), fl::SYN, b""));
+            c.server_ack(p);
+            c.client_send(p, &h[half..]);
+        });
+    }
+}
+
+/// A first connection that sends an ordinary ClientHello and stays open (never closed, so its
+/// flow is still in the table), then `second`, a new connection from the same client port with
+/// other initial sequence numbers, which must be seen as TeamViewer.
+fn port_reuse_case(second: impl Fn(&mut Tcp, &mut Pcap)) {
+    let mut p = Pcap::new();
+    let server = (ip("203.0.113.40"), 443);
+    let client = (ip(CLIENT), 40100);
+    let mut first = Tcp::new(client, server);
+    first.handshake(&mut p);
+    first.client_send(&mut p, &support::sni_hello("www.example.com"));
+    first.server_send(&mut p, &[0x16, 3, 3, 0, 4, 2, 0, 0, 0]);
+    let mut c = Tcp::new(client, server);
+    c.c_isn = first.c_isn.wrapping_add(0x3000_0000);
+    c.s_isn = first.s_isn.wrapping_add(0x5000_0000);
+    c.c_next = c.c_isn.wrapping_add(1);
+    c.s_next = c.s_isn.wrapping_add(1);
+    second(&mut c, &mut p);
+    c.client_send(&mut p, &tv_hello("relay.teamviewer.com"));
+    let ev = expect(&analyze(&p, &[]), server, "teamviewer", "tls_sni");
+    assert_eq!(ev["rmm"]["evidence"], "relay.teamviewer.com");
+}
+
+#[test]
+fn source_port_reuse_is_a_new_connection() {
+    port_reuse_case(|c, p| c.handshake(p));
+}
+
+#[test]
+fn source_port_reuse_seen_from_its_syn_ack() {
+    // An inline gateway whose conntrack entry of the old connection still carries its verdict
+    // passes the new SYN without queueing it: the SYN-ACK is the first packet rmmguard sees.
+    port_reuse_case(|c, p| {
+        p.tcp(&c.seg(false, c.s_isn, fl::SYN | fl::ACK, b""));
+        p.tcp(&c.seg(true, c.c_next, fl::ACK, b""));
+    });
+}
+
+#[test]
+fn source_port_reuse_in_a_capture_of_the_client_side() {
+    // Only the client's packets were captured: its SYN is the only sign of the new connection.
+    let mut p = Pcap::new();
+    let server = (ip("203.0.113.41"), 443);
+    let client = (ip(CLIENT), 40101);
+    let mut first = Tcp::new(client, server);
+    first.syn(&mut p);
+    first.client_send(&mut p, &support::sni_hello("www.example.com"));
+    let mut c = Tcp::new(client, server);
+    c.c_isn = first.c_isn.wrapping_add(0x3000_0000);
+    c.c_next = c.c_isn.wrapping_add(1);
+    c.syn(&mut p);
+    c.client_send(&mut p, &tv_hello("relay.teamviewer.com"));
+    expect(&analyze(&p, &[]), server, "teamviewer", "tls_sni");
 }

@@ -585,14 +585,7 @@ impl Engine {
         };
         {
             let f = self.table.flow(idx);
-            // A new connection reusing the 5-tuple: a SYN after the flow ended, or a SYN with
-            // another initial sequence number than the one this flow started with (a client
-            // reusing its source port while the old flow is still in the table).
-            let syn = p.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN;
-            let from_client = from_a == f.client_is_a();
-            let reused = syn
-                && (f.flags & flags::CLOSED != 0
-                    || (from_client && f.isn_known & 1 != 0 && f.isn[0] != p.seq.wrapping_add(1)));
+            let reused = p.proto == decode::IPPROTO_TCP && reuses_tuple(f, from_a, p);
             if reused || self.table.is_expired(idx, ts_ns) {
                 self.end_flow(idx, ts_ns);
                 idx = self.new_flow(ts_ns, key, from_a, p);
@@ -614,6 +607,15 @@ impl Engine {
             if fl & tcp_flags::SYN != 0 && f.isn_known & (1 << dir) == 0 {
                 f.isn[dir] = p.seq.wrapping_add(1);
                 f.isn_known |= 1 << dir;
+            }
+            // A SYN-ACK also gives the client's start (its acknowledgement number), for a flow
+            // whose SYN was not seen (a gateway that does not queue it, a capture that lost it).
+            if fl & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN | tcp_flags::ACK
+                && dir == 1
+                && f.isn_known & 1 == 0
+            {
+                f.isn[0] = p.ack;
+                f.isn_known |= 1;
             }
             if fl & tcp_flags::FIN != 0 {
                 f.flags |= if from_a { flags::FIN_A } else { flags::FIN_B };
@@ -1126,6 +1128,42 @@ impl Engine {
         for idx in self.table.indices() {
             self.end_flow(idx, ts_ns);
         }
+    }
+}
+
+/// Whether a SYN or SYN-ACK starts a new connection on the 5-tuple of flow `f` (a client
+/// reusing its source port), so that the old flow must end and a new one begin.
+///
+/// A client's SYN with another initial sequence number is not proof on its own: a server in an
+/// established connection answers such a SYN with a challenge ACK (RFC 5961) and the connection
+/// goes on, so a client could send half a ClientHello, a SYN, then the rest, and have the engine
+/// drop the first half. So once the server has answered on this flow, only its SYN-ACK decides:
+/// one that starts another server stream, or follows the end of the flow. (Its acknowledgement
+/// number is not compared with the client's start: captures hold SYN-ACKs with a broken one, and
+/// a server reusing its own start on a new connection is what it must never do.) Before the
+/// server ever answered (or in a capture of the client's side only), the SYN decides: after the
+/// flow ended, with another start, or after client packets without one.
+fn reuses_tuple(f: &Flow, from_a: bool, p: &Packet) -> bool {
+    let from_client = from_a == f.client_is_a();
+    let closed = f.flags & flags::CLOSED != 0;
+    match p.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) {
+        tcp_flags::SYN if from_client && f.pkts[1] == 0 => {
+            closed
+                || if f.isn_known & 1 != 0 {
+                    f.isn[0] != p.seq.wrapping_add(1)
+                } else {
+                    f.pkts[0] > 0
+                }
+        }
+        x if x == tcp_flags::SYN | tcp_flags::ACK && !from_client => {
+            closed
+                || if f.isn_known & 2 != 0 {
+                    f.isn[1] != p.seq.wrapping_add(1)
+                } else {
+                    f.pkts[1] > 0
+                }
+        }
+        _ => false,
     }
 }
 
