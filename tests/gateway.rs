@@ -1040,6 +1040,114 @@ fn kill9_under_a_descriptor_store_loses_no_queued_packet() {
     assert!(st.success(), "fdstore.py: {st}");
 }
 
+/// The installed units under a real systemd (252, PID 1 of a sandbox: tests/netns/systemd_sandbox.sh
+/// and systemd_driver.sh): install.sh starts them; while 6000 new UDP flows cross the gateway,
+/// each queued, rmmguard is killed twice with SIGKILL and restarted once with `systemctl
+/// restart`, and every datagram must arrive; then a stop takes the rules down, a failure for
+/// good hands them to rmmguard-failed.service, and uninstall.sh removes everything.
+/// (The unit first took its rules down with StopPropagatedFrom=, which systemd also propagates
+/// on restarts: this test lost 120 of the 6000 datagrams then.)
+#[test]
+fn units_under_real_systemd_lose_no_queued_packet_across_crashes() {
+    let Some(mut g) = Gw::new("sd") else { return };
+    if !std::path::Path::new("/lib/systemd/systemd").exists() {
+        let msg = "no /lib/systemd/systemd (scripts/deps.sh test installs systemd)";
+        assert!(!common::must_not_skip(), "{msg}");
+        eprintln!("skipped: {msg}");
+        return;
+    }
+    let tree = common::root().to_string_lossy().into_owned();
+    let out = g.path("systemd");
+    std::fs::create_dir_all(&out).unwrap();
+    let out_s = out.to_string_lossy().into_owned();
+    let sandbox = g
+        .cmd(
+            'g',
+            &[
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                &script("tests/netns/systemd_sandbox.sh"),
+                &tree,
+                &out_s,
+            ],
+        )
+        .env("RMMGUARD_BIN", common::bin())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run systemd_sandbox.sh");
+    // The sandbox (and with it systemd and rmmguard) is stopped by the guard if the test fails.
+    g.children.push(sandbox);
+    let report = |out: &std::path::Path| {
+        let mut r = String::new();
+        for f in [
+            "log",
+            "driver.log",
+            "install.log",
+            "rmmguard.log",
+            "systemd.log",
+        ] {
+            let t = std::fs::read_to_string(out.join(f)).unwrap_or_default();
+            let tail: Vec<&str> = t.lines().rev().take(30).collect();
+            r += &format!("\n--- {f}:\n");
+            for l in tail.into_iter().rev() {
+                r += l;
+                r += "\n";
+            }
+        }
+        r
+    };
+    let wait_file = |name: &str, secs: u64| {
+        let t0 = Instant::now();
+        while !out.join(name).exists() {
+            assert!(
+                !out.join("done").exists() || name == "done",
+                "the driver stopped before '{name}': {}",
+                report(&out)
+            );
+            assert!(
+                t0.elapsed() < Duration::from_secs(secs),
+                "no '{name}' within {secs} s: {}",
+                report(&out)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_file("ready", 120);
+    let flood = g.start_flood();
+    std::fs::write(out.join("go"), b"").unwrap();
+    wait_file("killed", 120);
+    g.assert_flood_complete(flood);
+    // Blocking still works after the restarts.
+    let o = g.probe(&["connect", SERVER, "5938"]);
+    assert!(
+        o.starts_with("connect refused"),
+        "port 5938 after the restarts: {o}"
+    );
+    std::fs::write(out.join("continue"), b"").unwrap();
+    wait_file("done", 180);
+    let st = g.children.last_mut().unwrap().wait().unwrap();
+    let log = std::fs::read_to_string(out.join("log")).unwrap_or_default();
+    assert!(
+        st.success() && out.join("passed").exists(),
+        "the driver failed ({st}): {}",
+        report(&out)
+    );
+    for step in [
+        "is PID 1",
+        "rmmguard runs as rmmguard with CAP_NET_ADMIN only",
+        "descriptor store",
+        "each new process took the stored sockets over",
+        "the rules unit stopped with it",
+        "rmmguard-failed.service took the fail-open rules down",
+        "units, rules and user gone",
+    ] {
+        assert!(log.contains(step), "missing step '{step}': {log}");
+    }
+}
+
 /// deploy/install.sh, the installed units' own commands (the rules unit's ExecStart, rmmguard's
 /// ExecStart as its User with only its AmbientCapabilities, the rules unit's ExecStop), then
 /// deploy/uninstall.sh --purge, in the gateway

@@ -228,7 +228,18 @@ def udpsink(port, idle):
     top = max(seen) + 1 if seen else 0
     missing = [i for i in range(top) if i not in seen]
     print("received %d distinct %d" % (count, len(seen)))
-    print("missing " + " ".join(str(i) for i in missing[:50]), flush=True)
+    # Runs of missing numbers, as FIRST-LAST (at most 50 runs).
+    runs = []
+    for i in missing:
+        if runs and runs[-1][1] == i - 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    print(
+        "missing "
+        + " ".join(str(a) if a == b else "%d-%d" % (a, b) for a, b in runs[:50]),
+        flush=True,
+    )
 
 
 def main(a):
