@@ -68,6 +68,8 @@ struct Gw {
     dir: tempfile::TempDir,
     children: Vec<Child>,
     inline: Option<Child>,
+    /// A command that `start_inline` runs rmmguard under (e.g. setpriv).
+    inline_prefix: Vec<String>,
 }
 
 impl Gw {
@@ -90,6 +92,7 @@ impl Gw {
             dir: common::tempdir(),
             children: Vec::new(),
             inline: None,
+            inline_prefix: Vec::new(),
         };
         // Certificate and the file the allowed clients download.
         let d = g.dir.path();
@@ -214,7 +217,8 @@ impl Gw {
         let bin = common::bin().to_string_lossy().into_owned();
         let events = self.path("events.json").to_string_lossy().into_owned();
         let pid_s = pid.to_string_lossy().into_owned();
-        let mut args = vec![
+        let mut args: Vec<&str> = self.inline_prefix.iter().map(String::as_str).collect();
+        args.extend([
             bin.as_str(),
             "inline",
             "--queues",
@@ -223,7 +227,7 @@ impl Gw {
             &events,
             "--pid-file",
             &pid_s,
-        ];
+        ]);
         args.extend_from_slice(extra);
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -1192,9 +1196,44 @@ fn install_run_and_uninstall_leave_nothing_behind() {
 /// through (from the kernel's own queue counters).
 #[test]
 fn queue_overflow_under_fail_open_passes_and_is_counted() {
-    let Some(mut g) = Gw::new("ov") else { return };
+    queue_overflow_case(false);
+}
+
+/// The same as a user of its own with only CAP_NET_ADMIN and CAP_NET_RAW, as the shipped unit
+/// runs it: the kernel's queue counters (readable by root only) are out of reach, and the
+/// fail-open passes are counted from the gaps in the packet ids.
+#[test]
+fn queue_overflow_counted_without_the_kernel_counters() {
+    queue_overflow_case(true);
+}
+
+fn queue_overflow_case(unprivileged: bool) {
+    let Some(mut g) = Gw::new(if unprivileged { "ou" } else { "ov" }) else {
+        return;
+    };
     g.rules(&["up", "--queues", "0-1"]);
     let pol = g.policy(OUTBOUND_POLICY);
+    if unprivileged {
+        // Its files live in the test's directory.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(g.dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(&pol, std::fs::Permissions::from_mode(0o644)).unwrap();
+        g.inline_prefix = [
+            "setpriv",
+            "--reuid",
+            "nobody",
+            "--regid",
+            "nogroup",
+            "--clear-groups",
+            "--inh-caps",
+            "-all,+net_admin,+net_raw",
+            "--ambient-caps",
+            "+net_admin,+net_raw",
+            "--",
+        ]
+        .map(String::from)
+        .to_vec();
+    }
     g.start_inline(&[
         "--policy",
         &pol,
@@ -1214,6 +1253,12 @@ fn queue_overflow_under_fail_open_passes_and_is_counted() {
         .unwrap();
     assert!(st.success());
     g.assert_flood_complete_of(flood, N);
+    if unprivileged {
+        // A gap in the ids shows when the next packet of the queue arrives: one more flow
+        // between the same two hosts (so on the same queue).
+        let o = g.probe(&["connect", SERVER, "5938"]);
+        assert!(o.starts_with("connect refused"), "port 5938: {o}");
+    }
     let metric = |name: &str| -> f64 {
         g.metrics_text()
             .lines()
@@ -1234,6 +1279,13 @@ fn queue_overflow_under_fail_open_passes_and_is_counted() {
     );
     assert_eq!(metric("rmmguard_queue_dropped_packets_total "), 0.0);
     assert_eq!(metric("rmmguard_queue_waiting_packets "), 0.0);
+    if unprivileged {
+        assert!(
+            g.log().contains("counted from gaps in the packet ids"),
+            "rmmguard could read the kernel's counters as nobody: {}",
+            g.log()
+        );
+    }
 }
 
 #[test]

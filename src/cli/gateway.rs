@@ -604,6 +604,7 @@ fn worker(
             Ok(_) => {
                 errors = 0;
                 shared.drain(&mut eng);
+                publish_skipped(&shared.hub, w, &q);
             }
             Err(e) if is_eintr(&e) => {}
             Err(e) => {
@@ -639,6 +640,7 @@ fn worker(
         received.fetch_add(1, Ordering::Relaxed);
         decide(&mut eng, &mut inject, p)
     });
+    publish_skipped(&shared.hub, w, &q);
     tracing::warn!(
         "NFQUEUE {}: answered {n} queued packets while stopping",
         q.num()
@@ -651,6 +653,16 @@ fn worker(
     eng.flush(now_ns());
     shared.drain(&mut eng);
     shared.publish(w, &eng);
+}
+
+/// Publishes worker `w`'s count of skipped packet ids (a store only when it changed: gaps are
+/// rare, and the line is read by the main thread).
+fn publish_skipped(hub: &Hub, w: usize, q: &NfQueue) {
+    let c = &hub.queue_skipped[w].0;
+    let n = q.skipped();
+    if c.load(Ordering::Relaxed) != n {
+        c.store(n, Ordering::Relaxed);
+    }
 }
 
 /// The kernel's per-queue counters turned into rmmguard's metrics (see
@@ -683,6 +695,20 @@ impl QueueCounts {
 
     fn update(&mut self, f: Option<&KernelStatsFile>, hub: &Hub, fail_open_mode: bool) {
         let Some(Ok(now)) = f.map(|f| f.read()) else {
+            // Without the kernel's counters (a service run as its own user cannot read them):
+            // the packets each queue numbered but never delivered, from the gaps in the ids.
+            // They were accepted with fail-open and dropped without it. (Packets turned away
+            // by the queue length limit get no id, and the waiting count is unknown.)
+            let skipped: u64 = hub
+                .queue_skipped
+                .iter()
+                .map(|c| c.0.load(Ordering::Relaxed))
+                .sum();
+            if fail_open_mode {
+                hub.fail_open.store(skipped, Ordering::Relaxed);
+            } else {
+                hub.queue_drops.store(skipped, Ordering::Relaxed);
+            }
             return;
         };
         let (mut drops, mut waiting, mut passed) = (0u64, 0u64, 0u64);
@@ -789,8 +815,9 @@ pub fn inline(a: InlineArgs) -> Result<u8, String> {
         Ok(f) => Some(f),
         Err(e) => {
             tracing::warn!(
-                "cannot open /proc/net/netfilter/nfnetlink_queue ({e}): queue drops and \
-                 fail-open packets are not counted"
+                "cannot open /proc/net/netfilter/nfnetlink_queue ({e}; only root may read \
+                 it): fail-open passes and drops are counted from gaps in the packet ids, \
+                 and rmmguard_queue_waiting_packets stays 0"
             );
             None
         }

@@ -129,6 +129,9 @@ pub struct Hub {
     /// Each worker adds to its own counter on every packet: one cache line each, so that two
     /// workers never write the same line.
     pub queue_received: Vec<WorkerCounter>,
+    /// Packets each worker's queue gave an id but never delivered (see
+    /// `NfQueue::skipped`): the fail-open count when the kernel's counters cannot be read.
+    pub queue_skipped: Vec<WorkerCounter>,
     /// Events lost to output errors (a full disk).
     pub events_lost: AtomicU64,
     /// Version and reload state.
@@ -147,6 +150,9 @@ impl Hub {
             fail_open: AtomicU64::new(0),
             queue_waiting: AtomicU64::new(0),
             queue_received: (0..workers.max(1))
+                .map(|_| WorkerCounter::default())
+                .collect(),
+            queue_skipped: (0..workers.max(1))
                 .map(|_| WorkerCounter::default())
                 .collect(),
             events_lost: AtomicU64::new(0),

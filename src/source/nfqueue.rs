@@ -273,6 +273,10 @@ pub struct NfQueue {
     /// Taken over from a previous owner: the packets it read but never answered are released
     /// when the first packet arrives (every id before it).
     orphans: bool,
+    /// The id the next packet should carry, once one was seen.
+    next_id: Option<u32>,
+    /// Packets that got an id but never reached this socket (see [`NfQueue::skipped`]).
+    skipped: u64,
     /// Packets released that way.
     released: u64,
 }
@@ -355,6 +359,8 @@ impl NfQueue {
             pending: VecDeque::new(),
             seq: 0,
             orphans: false,
+            next_id: None,
+            skipped: 0,
             released: 0,
         }
     }
@@ -453,6 +459,28 @@ impl NfQueue {
     /// Packets released after a takeover (see [`NfQueue::adopt`]).
     pub fn released(&self) -> u64 {
         self.released
+    }
+
+    /// Packets the kernel gave an id but never delivered to this socket, counted from the gaps
+    /// between the ids received since this process started on the queue: the kernel numbers
+    /// the packets it queues for one socket one by one, and a packet that finds the socket's
+    /// buffer full keeps its id and is accepted (fail-open) or dropped. Needs no access to
+    /// `/proc/net/netfilter/nfnetlink_queue`, which only root may read. A gap shows once the
+    /// next packet arrives.
+    pub fn skipped(&self) -> u64 {
+        self.skipped
+    }
+
+    fn count_id(&mut self, id: u32) {
+        if let Some(want) = self.next_id {
+            // Ids wrap around; a packet older than the one expected (not seen from the kernel)
+            // would give a huge difference, which is not a gap.
+            let gap = id.wrapping_sub(want);
+            if gap < 1 << 31 {
+                self.skipped += gap as u64;
+            }
+        }
+        self.next_id = Some(id.wrapping_add(1));
     }
 
     fn send(&mut self) -> io::Result<()> {
@@ -660,6 +688,7 @@ impl NfQueue {
         if self.orphans {
             self.release_orphans(p.id);
         }
+        self.count_id(p.id);
         let a = f(&p);
         self.answer_packet(&p, a);
         1
@@ -849,6 +878,30 @@ mod tests {
             .attr(NFQA_PAYLOAD, payload)
             .finish();
         out
+    }
+
+    #[test]
+    fn skipped_ids_are_counted_from_gaps() {
+        let (a, _b) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let mut q = NfQueue::new(a.into(), 0, QueueOptions::default());
+        for id in [5u32, 6, 7] {
+            q.count_id(id);
+        }
+        assert_eq!(
+            q.skipped(),
+            0,
+            "the first id and consecutive ones are no gap"
+        );
+        q.count_id(10);
+        assert_eq!(q.skipped(), 2);
+        // Across the wrap of the ids (a jump of 2^31 or more reads as an older id: no gap).
+        q.count_id(u32::MAX - 1);
+        let before = q.skipped();
+        q.count_id(1);
+        assert_eq!(q.skipped(), before + 2, "ids u32::MAX and 0 were skipped");
+        // An id older than the one expected is no gap.
+        q.count_id(0);
+        assert_eq!(q.skipped(), before + 2);
     }
 
     #[test]
