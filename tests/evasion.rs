@@ -762,25 +762,65 @@ fn client_hello_larger_than_the_usual_prefix_with_the_sni_last() {
     }
 }
 
+/// What a client alone can send between the two halves of its ClientHello, hoping the engine
+/// forgets the first half.
+#[derive(Clone, Copy, Debug)]
+enum Interlude {
+    /// A SYN on the same ports with another initial sequence number (a server in the connection
+    /// answers it with a challenge ACK, RFC 5961, and the connection goes on).
+    Syn,
+    /// A stray reset (one the server drops), then that SYN.
+    RstSyn,
+    /// A stray reset, then silence past the short timeout of closed flows.
+    RstWait,
+    /// A stray reset, then the server's SYN-ACK again (retransmitted: the client held back its
+    /// handshake ACK).
+    RstSynAckAgain,
+}
+
 #[test]
-fn stray_syn_mid_client_hello_does_not_restart_the_stream() {
-    // Half the ClientHello, then a SYN on the same ports with another initial sequence number (a
-    // server in the connection answers it with a challenge ACK, RFC 5961, and the connection goes
-    // on), then the rest. Taking that SYN for a new connection would throw the first half away.
-    // A stray reset before it (the server drops one out of its window) must not help either.
-    for with_rst in [false, true] {
+fn nothing_a_client_sends_mid_client_hello_restarts_the_stream() {
+    for what in [
+        Interlude::Syn,
+        Interlude::RstSyn,
+        Interlude::RstWait,
+        Interlude::RstSynAckAgain,
+    ] {
+        eprintln!("case {what:?}");
         split_case(|c, p, h| {
             let half = h.len() / 2;
             c.client_send(p, &h[..half]);
             c.server_ack(p);
-            if with_rst {
+            if !matches!(what, Interlude::Syn) {
                 p.tcp(&c.seg(true, c.c_next.wrapping_add(0x2000_0000), fl::RST, b""));
             }
-            p.tcp(&c.seg(true, c.c_isn.wrapping_add(0x4000_0000), fl::SYN, b""));
-            c.server_ack(p);
+            match what {
+                Interlude::Syn | Interlude::RstSyn => {
+                    p.tcp(&c.seg(true, c.c_isn.wrapping_add(0x4000_0000), fl::SYN, b""));
+                    c.server_ack(p);
+                }
+                Interlude::RstWait => p.sleep(8),
+                Interlude::RstSynAckAgain => {
+                    p.tcp(&c.seg(false, c.s_isn, fl::SYN | fl::ACK, b""));
+                }
+            }
             c.client_send(p, &h[half..]);
         });
     }
+}
+
+#[test]
+fn a_syn_ack_before_the_syn_does_not_swap_the_roles_for_good() {
+    // The client's host first sends a SYN-ACK on the ports it then connects from: a flow that
+    // starts with a SYN-ACK takes its receiver for the client, so the real client looks like
+    // the server until its SYN puts the roles right.
+    let mut p = Pcap::new();
+    let server = (ip("203.0.113.42"), 443);
+    let mut c = Tcp::new((ip(CLIENT), 40102), server);
+    p.tcp(&c.seg(true, 0x7777_0000, fl::SYN | fl::ACK, b""));
+    c.handshake(&mut p);
+    c.client_send(&mut p, &tv_hello("relay.teamviewer.com"));
+    expect(&analyze(&p, &[]), server, "teamviewer", "tls_sni");
 }
 
 /// A first connection that sends an ordinary ClientHello and stays open (never closed, so its

@@ -599,10 +599,16 @@ impl Engine {
         if p.proto == decode::IPPROTO_TCP {
             let fl = p.tcp_flags;
             if fl & tcp_flags::RST != 0 {
-                // A reset ends the flow for expiry, but does not end its inspection: a stray
-                // reset (out of window, or one the receiver never sees) must not let the flow
-                // be decided on nothing.
-                f.flags |= flags::RST | flags::CLOSED;
+                // A reset never ends an inspection: a stray one (out of window, or one the
+                // receiver answers with a challenge ACK, RFC 5961) must not let the flow be
+                // decided on nothing. Nor does it end an undecided flow for expiry: a client
+                // could send half a ClientHello, a stray reset, wait out the short timeout of
+                // closed flows, and have the rest read as a flow joined midway. An undecided
+                // flow that really ended waits for the idle timeout (the table is bounded).
+                f.flags |= flags::RST;
+                if f.state != FlowState::Undecided {
+                    f.flags |= flags::CLOSED;
+                }
             }
             if fl & tcp_flags::SYN != 0 && f.isn_known & (1 << dir) == 0 {
                 f.isn[dir] = p.seq.wrapping_add(1);
@@ -1137,18 +1143,19 @@ impl Engine {
 /// A client's SYN with another initial sequence number is not proof on its own: a server in an
 /// established connection answers such a SYN with a challenge ACK (RFC 5961) and the connection
 /// goes on, so a client could send half a ClientHello, a SYN, then the rest, and have the engine
-/// drop the first half. So once the server has answered on this flow, only its SYN-ACK decides:
-/// one that starts another server stream, or follows the end of the flow. (Its acknowledgement
-/// number is not compared with the client's start: captures hold SYN-ACKs with a broken one, and
-/// a server reusing its own start on a new connection is what it must never do.) Before the
-/// server ever answered (or in a capture of the client's side only), the SYN decides: after the
-/// flow ended, with another start, or after client packets without one.
+/// drop the first half. So once the server has answered on this flow, only its SYN-ACK decides,
+/// and only by starting another server stream. (Not by following a reset, which the client can
+/// send stray; nor by its acknowledgement number, which captures hold broken and which a
+/// retransmitted SYN-ACK repeats.) Before the server ever answered (or in a capture of the
+/// client's side only), the client's SYN decides: after the flow ended, with another start, or
+/// after client packets without one. A bare SYN from the side taken for the server means the
+/// roles were wrong (its peer spoke first, with a SYN-ACK): the flow starts again from it.
 fn reuses_tuple(f: &Flow, from_a: bool, p: &Packet) -> bool {
     let from_client = from_a == f.client_is_a();
-    let closed = f.flags & flags::CLOSED != 0;
     match p.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) {
-        tcp_flags::SYN if from_client && f.pkts[1] == 0 => {
-            closed
+        tcp_flags::SYN if !from_client => true,
+        tcp_flags::SYN if f.pkts[1] == 0 => {
+            f.flags & flags::CLOSED != 0
                 || if f.isn_known & 1 != 0 {
                     f.isn[0] != p.seq.wrapping_add(1)
                 } else {
@@ -1156,12 +1163,11 @@ fn reuses_tuple(f: &Flow, from_a: bool, p: &Packet) -> bool {
                 }
         }
         x if x == tcp_flags::SYN | tcp_flags::ACK && !from_client => {
-            closed
-                || if f.isn_known & 2 != 0 {
-                    f.isn[1] != p.seq.wrapping_add(1)
-                } else {
-                    f.pkts[1] > 0
-                }
+            if f.isn_known & 2 != 0 {
+                f.isn[1] != p.seq.wrapping_add(1)
+            } else {
+                f.pkts[1] > 0
+            }
         }
         _ => false,
     }
