@@ -1078,11 +1078,12 @@ fn units_under_real_systemd_lose_no_queued_packet_across_crashes() {
             ],
         )
         .env("RMMGUARD_BIN", common::bin())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(std::fs::File::create(g.path("sandbox.log")).unwrap())
+        .stderr(std::fs::File::create(g.path("sandbox.err")).unwrap())
         .spawn()
         .expect("run systemd_sandbox.sh");
     // The sandbox (and with it systemd and rmmguard) is stopped by the guard if the test fails.
+    let sandbox_idx = g.children.len();
     g.children.push(sandbox);
     let report = |out: &std::path::Path| {
         let mut r = String::new();
@@ -1132,7 +1133,7 @@ fn units_under_real_systemd_lose_no_queued_packet_across_crashes() {
     );
     std::fs::write(out.join("continue"), b"").unwrap();
     wait_file("done", 180);
-    let st = g.children.last_mut().unwrap().wait().unwrap();
+    let st = g.children[sandbox_idx].wait().unwrap();
     let log = std::fs::read_to_string(out.join("log")).unwrap_or_default();
     assert!(
         st.success() && out.join("passed").exists(),

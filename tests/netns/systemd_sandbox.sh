@@ -9,9 +9,9 @@
 # empty directory where the driver writes its log and the files it and the caller wait for
 # (see systemd_driver.sh). Run it only like that: in a network namespace of its own (the rules
 # and rmmguard touch only it) and a mount namespace of its own. The sandbox's root is an overlay
-# of / whose upper layer is a tmpfs, with fresh /run, /tmp, /proc, a read-only /sys and a cgroup2
-# hierarchy of its own, and systemd runs in a PID namespace of its own: nothing it or the
-# install writes outlives it. Only the units the driver needs are enabled (every .wants
+# of / whose upper layer is a tmpfs, with fresh /run, /tmp, /proc and a read-only /sys; systemd
+# runs in PID and cgroup namespaces of its own, below a cgroup made for it. Nothing it or the
+# install writes outlives it: the cgroups and the empty mount points are removed at the end. Only the units the driver needs are enabled (every .wants
 # directory is removed in the overlay), so systemd starts nothing of the host's.
 # Exits with systemd's exit status: 0 when the driver passed.
 set -euo pipefail
@@ -44,7 +44,6 @@ fi
 mount --rbind /sys "$r/sys"
 mount --make-rslave "$r/sys"
 mount -t tmpfs tmpfs "$r/sys/fs/cgroup"
-mount -t cgroup2 cgroup2 "$r/sys/fs/cgroup"
 mount -o remount,bind,ro "$r/sys"
 mount --rbind /dev "$r/dev"
 mount --make-rslave "$r/dev"
@@ -71,11 +70,39 @@ ExecStart=/bin/bash $tree/tests/netns/systemd_driver.sh $tree $out
 StandardOutput=append:$out/driver.log
 StandardError=append:$out/driver.log
 T
-# systemd is PID 1 of its own PID namespace (chroot execs it in place).
+# systemd gets a cgroup of its own below ours, as the root of a cgroup namespace: it builds its
+# slices there, and they go with it. (Without the namespace it would build them at the root of
+# the host's cgroup2 hierarchy, and leave them behind.)
+# (`ip netns exec` mounts a sysfs of its own over /sys, which hides the host's cgroup mounts:
+# the hierarchy is mounted again here, in this mount namespace.)
+cg2=$work/cgroup
+mkdir -p "$cg2"
+mount -t cgroup2 cgroup2 "$cg2"
+sub=$cg2$(awk -F: '$1 == "0" {print $3}' /proc/self/cgroup)
+sub=${sub%/}/rmmguard-test.$$
+mkdir "$sub"
+echo $$ >"$sub/cgroup.procs"
+cleanup() {
+  # The cgroups empty once the last process of the PID namespace is gone, which takes a moment.
+  echo $$ >"$(dirname "$sub")/cgroup.procs" 2>/dev/null || true
+  for _ in $(seq 1 100); do
+    find "$sub" -depth -type d -exec rmdir {} + 2>/dev/null
+    [ -d "$sub" ] || break
+    sleep 0.1
+  done
+  # The mounts go with this mount namespace; the directories under them, empty on the host, are
+  # removed one by one (rmdir: never anything with content).
+  umount -R -l "$r" "$work/low" "$work/up" "$cg2" 2>/dev/null || true
+  rmdir "$work/root" "$work/low" "$work/up" "$cg2" "$work" 2>/dev/null || true
+}
+trap cleanup EXIT
+# systemd is PID 1 of its own PID namespace (chroot execs it in place), and dies with it:
+# --kill-child, and timeout's SIGKILL (a SIGTERM only makes PID 1 systemd re-execute itself).
 set +e
-timeout 300 unshare --pid --fork --mount-proc="$r/proc" chroot "$r" /usr/bin/env container=rmmguard-test \
-  "$sd" --system --unit=rmmguard-test.target --log-target=console --log-level=notice \
-  >"$out/systemd.log" 2>&1
+timeout -k 10 300 unshare --cgroup --pid --fork --kill-child --mount-proc="$r/proc" \
+  /bin/sh -c 'mount -t cgroup2 cgroup2 "$1/sys/fs/cgroup" && exec chroot "$1" /usr/bin/env \
+    container=rmmguard-test "$2" --system --unit=rmmguard-test.target --log-target=console \
+    --log-level=notice' sh "$r" "$sd" >"$out/systemd.log" 2>&1
 rc=$?
 set -e
 echo "systemd exited with $rc"
