@@ -67,9 +67,9 @@ probe=$root/tests/netns/probe.py
 work=$(mktemp -d)
 pids=()
 inline_pid=
-# Server ports of the churn runs: 7000 + 6 * rep + 0 and 3 (bare), 1 and 2 (inline), 4
-# (stateful), 5 (rules, no reader); none is catalogued.
-port0=7000
+# Server ports of the churn runs: 17000 + 6 * rep + 0 and 3 (bare), 1 and 2 (inline), 4
+# (stateful), 5 (rules, no reader); none is catalogued (7000-7120 held 7070, AnyDesk's).
+port0=17000
 cleanup() {
   [ -n "$inline_pid" ] && kill "$inline_pid" 2>/dev/null || true
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

@@ -694,7 +694,7 @@ impl QueueCounts {
     }
 
     fn update(&mut self, f: Option<&KernelStatsFile>, hub: &Hub, fail_open_mode: bool) {
-        let Some(Ok(now)) = f.map(|f| f.read()) else {
+        let Some(f) = f else {
             // Without the kernel's counters (a service run as its own user cannot read them):
             // the packets each queue numbered but never delivered, from the gaps in the ids.
             // They were accepted with fail-open and dropped without it. (Packets turned away
@@ -709,6 +709,11 @@ impl QueueCounts {
             } else {
                 hub.queue_drops.store(skipped, Ordering::Relaxed);
             }
+            return;
+        };
+        // A failed reading of a file that opened keeps the last counts (switching counting
+        // methods would make the counters go down).
+        let Ok(now) = f.read() else {
             return;
         };
         let (mut drops, mut waiting, mut passed) = (0u64, 0u64, 0u64);
