@@ -112,7 +112,14 @@ inline_up() {
   rm -f "$work/pid"
   ip netns exec "$name-g" "${rt_gw[@]}" "$bin" inline --queues 0-1 --pid-file "$work/pid" 2>>"$work/rmmguard.log" &
   inline_pid=$!
-  until [ -e "$work/pid" ]; do sleep 0.05; done
+  local i
+  for ((i = 0; i < 600; i++)); do
+    [ -e "$work/pid" ] && return 0
+    kill -0 "$inline_pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "rmmguard inline did not start: $(tail -n 5 "$work/rmmguard.log")" >&2
+  exit 1
 }
 inline_down() { # $1 = 1: keep the rule counters (of the last churn run, printed at the end)
   [ "${1:-0}" = 1 ] && ip netns exec "$name-g" iptables -L -v -n -x >"$work/counters"
