@@ -12,7 +12,7 @@ for t in nft iptables; do
 done
 install -D -m 0755 "$bin" /usr/local/bin/rmmguard
 install -D -m 0755 "$root/deploy/gateway-rules.sh" /usr/local/lib/rmmguard/gateway-rules.sh
-for u in rmmguard.service rmmguard-rules.service rmmguard-failed.service; do
+for u in rmmguard.service rmmguard-rules.service rmmguard-failed.service rmmguard-stopped.service; do
   install -D -m 0644 "$root/deploy/$u" "/etc/systemd/system/$u"
 done
 install -D -m 0644 "$root/docs/deploy.md" /usr/local/share/doc/rmmguard/deploy.md

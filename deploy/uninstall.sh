@@ -14,7 +14,8 @@ elif [ -x "$(dirname "$0")/gateway-rules.sh" ]; then
   "$(dirname "$0")/gateway-rules.sh" down
 fi
 rm -f /etc/systemd/system/rmmguard.service /etc/systemd/system/rmmguard-rules.service \
-  /etc/systemd/system/rmmguard-failed.service /usr/local/bin/rmmguard
+  /etc/systemd/system/rmmguard-failed.service /etc/systemd/system/rmmguard-stopped.service \
+  /usr/local/bin/rmmguard
 rm -rf /usr/local/lib/rmmguard /usr/local/share/doc/rmmguard
 [ -d /run/systemd/system ] && systemctl daemon-reload 2>/dev/null || true
 if [ "${1:-}" = --purge ]; then

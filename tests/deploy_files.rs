@@ -205,23 +205,28 @@ fn systemd_units_verify_cleanly() {
     }
     // A restart of rmmguard must not take the rules down (the kernel would drop the queued
     // packets). systemd propagates a restart through StopPropagatedFrom= and PartOf= as a
-    // try-restart, so neither may be used; rmmguard's ExecStopPost= stops the rules unit only
-    // after a clean stop with no restart job under way (run under systemd in tests/gateway.rs).
+    // try-restart, so neither may be used; rmmguard-stopped.service (OnSuccess=) stops the rules
+    // unit only when rmmguard is inactive with no job under way (run under systemd in
+    // tests/gateway.rs).
     let rules = read("rmmguard-rules.service");
     for key in ["StopPropagatedFrom=", "PartOf=", "BindsTo="] {
         assert!(!rules.contains(key), "{key} would propagate restarts");
     }
-    let post = unit
-        .lines()
-        .find(|l| l.starts_with("ExecStopPost="))
-        .expect("rmmguard.service stops the rules unit from ExecStopPost=");
+    assert!(unit.contains("OnSuccess=rmmguard-stopped.service"));
+    assert!(
+        !unit.contains("ExecStopPost="),
+        "a stop command does not run on every stop"
+    );
+    let stopped = read("rmmguard-stopped.service");
     for part in [
-        "$SERVICE_RESULT\" = success",
-        "list-jobs",
-        "restart",
-        "stop rmmguard-rules.service",
+        "is-active rmmguard.service)\" = inactive",
+        "list-jobs --no-legend --plain rmmguard.service",
+        "--job-mode=fail stop rmmguard-rules.service",
     ] {
-        assert!(post.contains(part), "ExecStopPost= lacks {part}: {post}");
+        assert!(
+            stopped.contains(part),
+            "rmmguard-stopped.service lacks {part}"
+        );
     }
     let dir = common::tempdir();
     let mut paths = Vec::new();
@@ -229,6 +234,7 @@ fn systemd_units_verify_cleanly() {
         "rmmguard.service",
         "rmmguard-rules.service",
         "rmmguard-failed.service",
+        "rmmguard-stopped.service",
     ] {
         let local = read(u)
             .replace("/usr/local/bin/rmmguard", &common::bin().to_string_lossy())

@@ -1146,6 +1146,7 @@ fn units_under_real_systemd_lose_no_queued_packet_across_crashes() {
         "descriptor store",
         "each new process took the stored sockets over",
         "the rules unit stopped with it",
+        "in the restart wait after a crash: the rules went down too",
         "rmmguard-failed.service took the fail-open rules down",
         "units, rules and user gone",
     ] {

@@ -35,7 +35,7 @@ before=$(ruleset)
 
 # 1. Install (systemd is not running in the sandbox: the unit is installed, not started).
 "$tree/deploy/install.sh" --no-start
-units=(rmmguard.service rmmguard-rules.service rmmguard-failed.service)
+units=(rmmguard.service rmmguard-rules.service rmmguard-failed.service rmmguard-stopped.service)
 for f in /usr/local/bin/rmmguard /usr/local/lib/rmmguard/gateway-rules.sh \
   "${units[@]/#//etc/systemd/system/}" /etc/rmmguard/policy.toml /etc/default/rmmguard; do
   [ -e "$f" ] || fail "install.sh did not install $f"

@@ -12,7 +12,8 @@
 #    with SIGKILL twice and restarts it once with `systemctl restart`; systemd restarts it after
 #    each kill, and each new process takes the stored sockets over. Writes OUT/killed and waits for OUT/continue (the caller counts the
 #    flood).
-# 3. `systemctl stop rmmguard.service` takes the rules down too (its ExecStopPost=).
+# 3. `systemctl stop rmmguard.service` takes the rules down too (rmmguard-stopped.service, from
+#    OnSuccess=), also when it comes while systemd waits to restart rmmguard after a crash.
 # 4. Failure for good: with a broken policy every restart fails; once the start limit is hit
 #    the unit fails, rmmguard-failed.service runs and, the rules being fail-open, takes them down.
 # 5. uninstall.sh --purge removes units, files and user. The driver's exit status (0, or 1
@@ -98,7 +99,21 @@ wait_for 30 "rmmguard-rules.service to stop" rules_stopped
 ! rules || fail "the rules are still up after the stop"
 ok "systemctl stop rmmguard.service: the rules unit stopped with it and the rules are gone"
 
+# 3b. A stop while systemd waits to restart rmmguard after a crash (none of rmmguard's own stop
+# commands run then).
+systemctl reset-failed rmmguard.service 2>/dev/null
+systemctl start rmmguard.service || fail "start after the stop"
+rules || fail "the rules did not come back with the start"
+systemctl kill -s KILL rmmguard.service
+waiting() { [ "$(systemctl is-active rmmguard.service)" = activating ]; }
+wait_for 5 "the restart wait" waiting
+systemctl stop rmmguard.service
+wait_for 30 "rmmguard-rules.service to stop" rules_stopped
+! rules || fail "the rules are still up after a stop during the restart wait"
+ok "systemctl stop in the restart wait after a crash: the rules went down too"
+
 # 4. Failure for good.
+systemctl reset-failed rmmguard.service 2>/dev/null
 systemctl start rmmguard.service || fail "restart after the stop"
 rules || fail "the rules did not come back with the start"
 cp /etc/rmmguard/policy.toml "$out/policy.saved"
