@@ -834,11 +834,10 @@ fn port_reuse_case(second: impl Fn(&mut Tcp, &mut Pcap)) {
     first.handshake(&mut p);
     first.client_send(&mut p, &support::sni_hello("www.example.com"));
     first.server_send(&mut p, &[0x16, 3, 3, 0, 4, 2, 0, 0, 0]);
-    let mut c = Tcp::new(client, server);
-    c.c_isn = first.c_isn.wrapping_add(0x3000_0000);
-    c.s_isn = first.s_isn.wrapping_add(0x5000_0000);
-    c.c_next = c.c_isn.wrapping_add(1);
-    c.s_next = c.s_isn.wrapping_add(1);
+    let mut c = Tcp::new(client, server).with_isns(
+        first.c_isn.wrapping_add(0x3000_0000),
+        first.s_isn.wrapping_add(0x5000_0000),
+    );
     second(&mut c, &mut p);
     c.client_send(&mut p, &tv_hello("relay.teamviewer.com"));
     let ev = expect(&analyze(&p, &[]), server, "teamviewer", "tls_sni");
@@ -869,9 +868,8 @@ fn source_port_reuse_in_a_capture_of_the_client_side() {
     let mut first = Tcp::new(client, server);
     first.syn(&mut p);
     first.client_send(&mut p, &support::sni_hello("www.example.com"));
-    let mut c = Tcp::new(client, server);
-    c.c_isn = first.c_isn.wrapping_add(0x3000_0000);
-    c.c_next = c.c_isn.wrapping_add(1);
+    let mut c =
+        Tcp::new(client, server).with_isns(first.c_isn.wrapping_add(0x3000_0000), first.s_isn);
     c.syn(&mut p);
     c.client_send(&mut p, &tv_hello("relay.teamviewer.com"));
     expect(&analyze(&p, &[]), server, "teamviewer", "tls_sni");

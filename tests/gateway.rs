@@ -17,6 +17,19 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// Calls `f` every `step_ms` until it returns `Ok`, and returns that; panics with its last `Err`
+/// once `secs` seconds have passed.
+fn poll<T>(secs: u64, step_ms: u64, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let t0 = Instant::now();
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(why) => assert!(t0.elapsed() < Duration::from_secs(secs), "{why}"),
+        }
+        std::thread::sleep(Duration::from_millis(step_ms));
+    }
+}
+
 const CLIENT: &str = "10.201.1.2";
 const SERVER: &str = "10.201.2.2";
 
@@ -164,19 +177,17 @@ impl Gw {
     fn wait_listen(&self, which: char, port: u16, udp: bool) {
         let flag = if udp { "-Hlun" } else { "-Hltn" };
         let filter = format!("sport = :{port}");
-        let t0 = Instant::now();
-        loop {
+        poll(20, 50, || {
             let o = self.run(which, &["ss", flag, &filter]);
-            if !String::from_utf8_lossy(&o.stdout).trim().is_empty() {
-                return;
+            if String::from_utf8_lossy(&o.stdout).trim().is_empty() {
+                Err(format!(
+                    "nothing listens on port {port} in {}",
+                    self.ns(which)
+                ))
+            } else {
+                Ok(())
             }
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "nothing listens on port {port} in {}",
-                self.ns(which)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        })
     }
 
     fn rules(&self, args: &[&str]) {
@@ -241,18 +252,15 @@ impl Gw {
             .stderr(log)
             .spawn()
             .expect("spawn rmmguard");
-        let t0 = Instant::now();
-        while !pid.exists() {
+        poll(30, 20, || {
+            if pid.exists() {
+                return Ok(());
+            }
             if let Ok(Some(st)) = child.try_wait() {
                 panic!("rmmguard inline exited with {st}: {}", self.log());
             }
-            assert!(
-                t0.elapsed() < Duration::from_secs(30),
-                "rmmguard inline did not start: {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            Err(format!("rmmguard inline did not start: {}", self.log()))
+        });
         self.inline = Some(child);
     }
 
@@ -322,21 +330,13 @@ impl Gw {
 
     /// Waits for an event for `tool` with `action`, and returns it.
     fn wait_event(&self, tool: &str, action: &str) -> serde_json::Value {
-        let t0 = Instant::now();
-        loop {
+        poll(10, 50, || {
             let text = std::fs::read_to_string(self.path("events.json")).unwrap_or_default();
-            if let Some(e) = common::events(&text)
+            common::events(&text)
                 .into_iter()
                 .find(|e| e["rmm"]["tool"] == tool && e["alert"]["action"] == action)
-            {
-                return e;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(10),
-                "no '{action}' event for {tool}; events: {text}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+                .ok_or_else(|| format!("no '{action}' event for {tool}; events: {text}"))
+        })
     }
 
     fn probe(&self, args: &[&str]) -> String {
@@ -373,20 +373,18 @@ impl Gw {
     /// Waits (up to 3 s) until no TCP connection on local port `port` is established in `which`.
     fn assert_no_established(&self, which: char, port: u16) {
         let filter = format!("sport = :{port}");
-        let t0 = Instant::now();
-        loop {
+        poll(3, 100, || {
             let o = self.run(which, &["ss", "-Htn", "state", "established", &filter]);
             let text = String::from_utf8_lossy(&o.stdout).trim().to_string();
             if text.is_empty() {
-                return;
+                Ok(())
+            } else {
+                Err(format!(
+                    "connections still established on port {port} in {}: {text}",
+                    self.ns(which)
+                ))
             }
-            assert!(
-                t0.elapsed() < Duration::from_secs(3),
-                "connections still established on port {port} in {}: {text}",
-                self.ns(which)
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        })
     }
 
     fn ruleset(&self) -> String {
@@ -526,8 +524,7 @@ fn blocked_tls_sni_is_reset_and_allowed_traffic_passes_byte_for_byte() {
     g.assert_no_established('s', 443);
     // The workers publish their counters (about once a second) to the metrics endpoint, which
     // listens on the gateway namespace's loopback.
-    let t0 = Instant::now();
-    loop {
+    poll(10, 200, || {
         let body = g.metrics_text();
         let packets: f64 = body
             .lines()
@@ -535,11 +532,11 @@ fn blocked_tls_sni_is_reset_and_allowed_traffic_passes_byte_for_byte() {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum();
         if packets > 0.0 {
-            break;
+            Ok(())
+        } else {
+            Err(format!("metrics: {body}"))
         }
-        assert!(t0.elapsed() < Duration::from_secs(10), "metrics: {body}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
     assert_eq!(e["src_ip"], CLIENT);
     g.assert_download_exact("www.example.test");
     g.assert_download_exact("acme.screenconnect.com");
@@ -635,22 +632,20 @@ fn dns_learned_address_without_sni_is_refused() {
     );
     // Refused either by rmmguard through the queue (an event) or already by the kernel's
     // learned-address set, which rmmguard fills in batches: check the set holds it in the end.
-    let t0 = Instant::now();
-    loop {
+    poll(10, 100, || {
         let o = g.run(
             'g',
             &["nft", "list", "set", "inet", "rmmguard", "rmm_learned4"],
         );
         if String::from_utf8_lossy(&o.stdout).contains(SERVER) {
-            break;
+            Ok(())
+        } else {
+            Err(format!(
+                "the learned address never reached the kernel set: {}",
+                g.log()
+            ))
         }
-        assert!(
-            t0.elapsed() < Duration::from_secs(10),
-            "the learned address never reached the kernel set: {}",
-            g.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
     let o = curl_bare();
     let err = String::from_utf8_lossy(&o.stderr);
     // curl's exit status 7: the connection was refused (a reset answered the SYN).
@@ -893,18 +888,14 @@ impl Gw {
     fn assert_flood_complete_of(&mut self, mut flood: Child, n: usize) {
         let st = flood.wait().unwrap();
         assert!(st.success(), "udpflood failed");
-        let t0 = Instant::now();
-        let text = loop {
+        let text = poll(20, 100, || {
             let t = std::fs::read_to_string(self.path("udpsink.log")).unwrap_or_default();
             if t.contains("missing") {
-                break t;
+                Ok(t)
+            } else {
+                Err(format!("udpsink did not finish: {t}"))
             }
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "udpsink did not finish: {t}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        });
         let want = format!("received {n} distinct {n}");
         assert!(
             text.contains(&want),
@@ -1105,20 +1096,17 @@ fn units_under_real_systemd_lose_no_queued_packet_across_crashes() {
         r
     };
     let wait_file = |name: &str, secs: u64| {
-        let t0 = Instant::now();
-        while !out.join(name).exists() {
+        poll(secs, 50, || {
+            if out.join(name).exists() {
+                return Ok(());
+            }
             assert!(
                 !out.join("done").exists() || name == "done",
                 "the driver stopped before '{name}': {}",
                 report(&out)
             );
-            assert!(
-                t0.elapsed() < Duration::from_secs(secs),
-                "no '{name}' within {secs} s: {}",
-                report(&out)
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            Err(format!("no '{name}' within {secs} s: {}", report(&out)))
+        })
     };
     wait_file("ready", 120);
     let flood = g.start_flood();
@@ -1306,11 +1294,14 @@ fn reload_applies_a_valid_policy_and_keeps_the_old_one_on_error() {
     // A broken policy: the reload fails, and the running one stays.
     std::fs::write(&pol, "default_action = \"explode\"\n").unwrap();
     reload();
-    let t0 = Instant::now();
-    while !g.log().contains("reload failed") {
-        assert!(t0.elapsed() < Duration::from_secs(10), "{}", g.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    poll(10, 50, || {
+        let log = g.log();
+        if log.contains("reload failed") {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    });
     g.assert_curl_reset("relay.teamviewer.com");
     // A valid one that allows TeamViewer: new flows pass.
     std::fs::write(
@@ -1319,18 +1310,13 @@ fn reload_applies_a_valid_policy_and_keeps_the_old_one_on_error() {
     )
     .unwrap();
     reload();
-    let t0 = Instant::now();
-    loop {
+    poll(15, 200, || {
         if g.curl("relay.teamviewer.com").status.success() {
-            break;
+            Ok(())
+        } else {
+            Err(format!("the reloaded policy was not applied: {}", g.log()))
         }
-        assert!(
-            t0.elapsed() < Duration::from_secs(15),
-            "the reloaded policy was not applied: {}",
-            g.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
 }
 
 #[test]
@@ -1362,15 +1348,13 @@ fn monitor_alerts_and_resets_a_blocked_flow() {
         ],
         "rmmguard.log",
     );
-    let t0 = Instant::now();
-    while !pid.exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "monitor did not start: {}",
-            g.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    poll(20, 20, || {
+        if pid.exists() {
+            Ok(())
+        } else {
+            Err(format!("monitor did not start: {}", g.log()))
+        }
+    });
     let pid_n = std::fs::read_to_string(&pid).unwrap();
     let status = std::fs::read_to_string(format!("/proc/{}/status", pid_n.trim())).unwrap();
     assert!(status.contains("CapEff:\t0000000000002000"), "{status}");

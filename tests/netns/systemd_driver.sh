@@ -91,31 +91,36 @@ ok "2 x SIGKILL and a systemctl restart: rmmguard came back each time, the rules
 touch "$out/killed"
 wait_for 120 "$out/continue" test -e "$out/continue"
 
+# stop_checked WHEN: stops rmmguard; the rules unit must stop with it and the rules be gone.
+stop_checked() {
+  systemctl stop rmmguard.service
+  # (The stop reaches the rules unit as a job of its own, which may still run.)
+  rules_stopped() { [ "$(systemctl is-active rmmguard-rules.service)" = inactive ]; }
+  wait_for 30 "rmmguard-rules.service to stop" rules_stopped
+  ! rules || fail "the rules are still up after a stop $1"
+}
+# start_again: starts rmmguard anew (the start limit's count reset); the rules must come back.
+start_again() {
+  systemctl reset-failed rmmguard.service 2>/dev/null
+  systemctl start rmmguard.service || fail "start after the stop"
+  rules || fail "the rules did not come back with the start"
+}
+
 # 3. Stop.
-systemctl stop rmmguard.service
-# (The stop reaches the rules unit as a job of its own, which may still run.)
-rules_stopped() { [ "$(systemctl is-active rmmguard-rules.service)" = inactive ]; }
-wait_for 30 "rmmguard-rules.service to stop" rules_stopped
-! rules || fail "the rules are still up after the stop"
+stop_checked "by hand"
 ok "systemctl stop rmmguard.service: the rules unit stopped with it and the rules are gone"
 
 # 3b. A stop while systemd waits to restart rmmguard after a crash (none of rmmguard's own stop
 # commands run then).
-systemctl reset-failed rmmguard.service 2>/dev/null
-systemctl start rmmguard.service || fail "start after the stop"
-rules || fail "the rules did not come back with the start"
+start_again
 systemctl kill -s KILL rmmguard.service
 waiting() { [ "$(systemctl is-active rmmguard.service)" = activating ]; }
 wait_for 5 "the restart wait" waiting
-systemctl stop rmmguard.service
-wait_for 30 "rmmguard-rules.service to stop" rules_stopped
-! rules || fail "the rules are still up after a stop during the restart wait"
+stop_checked "during the restart wait"
 ok "systemctl stop in the restart wait after a crash: the rules went down too"
 
 # 4. Failure for good.
-systemctl reset-failed rmmguard.service 2>/dev/null
-systemctl start rmmguard.service || fail "restart after the stop"
-rules || fail "the rules did not come back with the start"
+start_again
 cp /etc/rmmguard/policy.toml "$out/policy.saved"
 echo 'no such key = [' >/etc/rmmguard/policy.toml
 systemctl kill -s KILL rmmguard.service

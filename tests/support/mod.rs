@@ -276,6 +276,13 @@ impl Tcp {
         }
     }
 
+    /// The same connection with other initial sequence numbers (nothing written yet).
+    pub fn with_isns(mut self, c_isn: u32, s_isn: u32) -> Self {
+        (self.c_isn, self.s_isn) = (c_isn, s_isn);
+        (self.c_next, self.s_next) = (c_isn.wrapping_add(1), s_isn.wrapping_add(1));
+        self
+    }
+
     /// SYN, SYN-ACK, ACK.
     pub fn handshake(&mut self, p: &mut Pcap) {
         p.tcp(&self.seg(true, self.c_isn, fl::SYN, b""));
