@@ -3,7 +3,7 @@
 #
 #   gateway-rules.sh up   [--queues 0-3] [--fail-closed] [--budget N] [--tcp-budget N]
 #                         [--tcp-queue payload|all] [--hooks forward[,input,output]]
-#                         [--drop] [--backend auto|nft|iptables]
+#                         [--drop] [--no-anti-spoof] [--backend auto|nft|iptables]
 #   gateway-rules.sh down
 #   gateway-rules.sh status
 #   gateway-rules.sh fail-mode       prints fail-open or fail-closed (or down)
@@ -15,6 +15,12 @@
 #   conntrack mark, then is accepted, rejected or dropped;
 # - addresses learned from DNS for blocked tools (sets rmm_learned4 / rmm_learned6, filled by
 #   rmmguard, per-element timeouts) are refused for new flows;
+# - a packet of an undecided flow (conntrack mark 0) whose source address does not route back
+#   through the interface it came in on is dropped (strict reverse-path check, nft `fib`), on the
+#   forward and input hooks, so that a host cannot forge packets of the far side of its own flow
+#   (a SYN-ACK that restarts the flow in rmmguard's eyes, then the rest of a ClientHello read as
+#   a stream joined midway). Decided flows skip the check. --no-anti-spoof leaves it out, for a
+#   gateway whose routes are asymmetric (replies that come back through another interface);
 # - only flows still undecided (conntrack mark 0) are queued to rmmguard, and only within a budget
 #   of packets (counted by conntrack, both directions): --budget N (default 32) for UDP and other
 #   protocols, --tcp-budget N (default 20000) for TCP. The TCP budget is large on purpose: the
@@ -50,6 +56,7 @@ tcp_queue=payload
 hooks=forward
 backend=auto
 block=reject
+anti_spoof=1
 
 die() { echo "gateway-rules.sh: $*" >&2; exit 2; }
 
@@ -63,6 +70,7 @@ while [ $# -gt 0 ]; do
     --hooks) hooks=${2:?--hooks needs a value}; shift 2 ;;
     --backend) backend=${2:?--backend needs a value}; shift 2 ;;
     --drop) block=drop; shift ;;
+    --no-anti-spoof) anti_spoof=0; shift ;;
     -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
     *) die "unknown option '$1'" ;;
   esac
@@ -149,6 +157,10 @@ nft_table() {
     prio=-5
     echo "  chain $h {"
     echo "    type filter hook $h priority $prio; policy accept;"
+    # (The fib lookup needs the input interface: forward and input only.)
+    if [ "$anti_spoof" = 1 ] && [ "$h" != output ]; then
+      echo "    ct mark & 3 == 0 fib saddr . iif oif missing counter drop"
+    fi
     if [ "$native" = 1 ]; then
       echo "    ct mark & 3 == 1 accept"
       echo "    ct mark & 3 == 2 meta l4proto tcp reject with tcp reset"
@@ -350,8 +362,9 @@ case "$cmd" in
     fi
     trap - ERR
     mode=fail-open; [ "$fail_closed" = 1 ] && mode=fail-closed
+    spoof="anti-spoof on"; [ "$anti_spoof" = 1 ] || spoof="anti-spoof off"
     echo "gateway-rules.sh: up ($backend backend, queues $qlo-$qhi, budget $budget packets, TCP" \
-      "budget $tcp_budget packets, TCP queue $tcp_queue, $mode)"
+      "budget $tcp_budget packets, TCP queue $tcp_queue, $mode, $spoof)"
     ;;
   down)
     down

@@ -816,6 +816,69 @@ fn pure_acks_stay_in_the_kernel_but_1_byte_segments_are_all_read() {
     );
 }
 
+/// A client host that forges its server's packets cannot make rmmguard forget the start of a
+/// ClientHello. After the first 40 bytes it sends, from raw sockets, a SYN with a new sequence
+/// number on its connection's ports and a SYN-ACK for it that claims to come from the server
+/// (the gateway routes it straight back to the client): in the engine's eyes the connection
+/// restarted, and the rest of the ClientHello would read as a stream joined midway. Without the
+/// rules' reverse-path check the ClientHello then reaches the server whole (checked by hand with
+/// `--no-anti-spoof`); with it (the default) the forged SYN-ACK, which came in on the client's
+/// side with the server's address, is dropped and counted, and the flow is read whole and refused.
+#[test]
+fn a_client_forging_its_servers_packets_is_still_refused() {
+    let Some(mut g) = Gw::new("sp") else { return };
+    let p = script("tests/netns/probe.py");
+    g.spawn(
+        's',
+        &["python3", &p, "banner", "443", "68656c6c6f"],
+        "banner.log",
+    );
+    g.wait_listen('s', 443, false);
+    g.rules(&["up", "--queues", "0-1"]);
+    let pol = g.policy(OUTBOUND_POLICY);
+    g.start_inline(&["--policy", &pol]);
+    let hello = support::client_hello(&support::Hello {
+        sni: Some("relay.teamviewer.com"),
+        ..support::Hello::default()
+    });
+    let out = g.probe(&[
+        "connect",
+        SERVER,
+        "443",
+        "--send",
+        &hex(&hello),
+        "--spoof-after",
+        "40",
+    ]);
+    assert!(out.contains("spoofed"), "nothing forged: {out}");
+    assert!(out.contains("reset"), "the flow was not refused: {out}");
+    // The server echoes what it reads: the first 40 bytes, and nothing after them.
+    assert!(
+        !out.contains(&hex(&hello[40..60])),
+        "the server got the rest of the ClientHello: {out}"
+    );
+    let e = g.wait_event("teamviewer", "blocked");
+    assert_eq!(e["tls"]["sni"], "relay.teamviewer.com");
+    let o = g.run(
+        'g',
+        &["nft", "list", "chain", "inet", "rmmguard", "forward"],
+    );
+    let chain = String::from_utf8_lossy(&o.stdout).into_owned();
+    let dropped: u64 = chain
+        .lines()
+        .find(|l| l.contains("fib saddr . iif oif missing"))
+        .and_then(|l| {
+            l.split("packets ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no anti-spoof rule: {chain}"));
+    assert!(dropped >= 1, "no forged packet dropped: {chain}");
+}
+
 #[test]
 fn kill9_fail_open_passes_new_flows_and_restart_resumes_blocking() {
     let Some(mut g) = Gw::new("fo") else { return };

@@ -7,6 +7,10 @@
       Prints one line per step: "connect ok|refused|reset|timeout", "recv <hex>|reset|eof|timeout".
       --segment sends the bytes one per TCP segment, each once the previous one is acknowledged,
       and prints "sent N" (the bytes sent before the end or an error).
+      --spoof-after K (IPv4) sends the first K bytes and, once they are acknowledged, forges from
+      a raw socket a new start of the connection on the same ports: a SYN with a new sequence
+      number, then a SYN-ACK for it that claims to come from HOST:PORT (what a client host can
+      send to make a gateway forget the bytes it has read); prints "spoofed", then sends the rest.
   probe.py banner PORT HEX [--bind ADDR]
       TCP server: on each connection sends the bytes, then echoes what it reads, until closed.
   probe.py https PORT CERT KEY DIR
@@ -48,23 +52,91 @@ def unacked(s):
 
 
 def send_segments(s, data):
-    import time
-
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     n = 0
     try:
         for i in range(len(data)):
             s.send(data[i:i + 1])
             n += 1
-            # Bounded wait: the next byte would otherwise join this one in a later segment.
-            end = time.monotonic() + 3
-            while unacked(s) and time.monotonic() < end:
-                time.sleep(0.0002)
+            # The next byte would otherwise join this one in a later segment.
+            wait_acked(s)
     finally:
         print("sent %d" % n, flush=True)
 
 
-def connect(host, port, send, wait, segment=False):
+def checksum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def default_gateway_link():
+    """(interface, own MAC, gateway MAC) of the IPv4 default route, from /proc and /sys."""
+    with open("/proc/net/route") as f:
+        for line in f.readlines()[1:]:
+            c = line.split()
+            if c[1] == "00000000":
+                iface, gw = c[0], socket.inet_ntoa(struct.pack("<I", int(c[2], 16)))
+                break
+        else:
+            raise OSError("no IPv4 default route")
+    with open("/proc/net/arp") as f:
+        for line in f.readlines()[1:]:
+            c = line.split()
+            if c[0] == gw and c[5] == iface:
+                gw_mac = bytes.fromhex(c[3].replace(":", ""))
+                break
+        else:
+            raise OSError("no ARP entry for the gateway " + gw)
+    with open("/sys/class/net/%s/address" % iface) as f:
+        own_mac = bytes.fromhex(f.read().strip().replace(":", ""))
+    return iface, own_mac, gw_mac
+
+
+def raw_tcp(src, sport, dst, dport, seq, ack, flags):
+    """Sends a forged IPv4 TCP segment without payload, as an Ethernet frame to the default
+    gateway (so that it crosses the gateway even when it claims to come from elsewhere or is
+    addressed to this host)."""
+    s, d = socket.inet_aton(src), socket.inet_aton(dst)
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 64240, 0, 0)
+    csum = checksum(s + d + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(tcp)) + tcp)
+    tcp = tcp[:16] + struct.pack("!H", csum) + tcp[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0, 64, socket.IPPROTO_TCP, 0, s, d)
+    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
+    iface, own_mac, gw_mac = default_gateway_link()
+    r = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    try:
+        r.bind((iface, 0))
+        r.send(gw_mac + own_mac + b"\x08\x00" + ip + tcp)
+    finally:
+        r.close()
+
+
+def spoof_reconnect(me, my_port, host, port):
+    """Makes the connection look restarted on the same ports: a SYN with a new sequence number
+    from this side, then a SYN-ACK for it that claims to come from the server."""
+    import os
+    import time
+
+    isn, server_isn = struct.unpack("!II", os.urandom(8))
+    raw_tcp(me, my_port, host, port, isn, 0, 0x02)
+    time.sleep(0.05)
+    raw_tcp(host, port, me, my_port, server_isn, (isn + 1) & 0xFFFFFFFF, 0x12)
+    time.sleep(0.05)
+
+
+def wait_acked(s):
+    import time
+
+    end = time.monotonic() + 3
+    while unacked(s) and time.monotonic() < end:
+        time.sleep(0.0002)
+
+
+def connect(host, port, send, wait, segment=False, spoof_after=None):
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(fam, socket.SOCK_STREAM)
     s.settimeout(wait)
@@ -75,7 +147,15 @@ def connect(host, port, send, wait, segment=False):
         print("connect " + classify(e), flush=True)
         return
     try:
-        if send and segment:
+        if send and spoof_after is not None:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.sendall(send[:spoof_after])
+            wait_acked(s)
+            me, my_port = s.getsockname()[:2]
+            spoof_reconnect(me, my_port, host, port)
+            print("spoofed", flush=True)
+            s.sendall(send[spoof_after:])
+        elif send and segment:
             send_segments(s, send)
         elif send:
             s.sendall(send)
@@ -250,7 +330,8 @@ def main(a):
             send = bytes.fromhex(a[a.index("--send") + 1])
         if "--wait" in a:
             wait = float(a[a.index("--wait") + 1])
-        connect(a[1], int(a[2]), send, wait, "--segment" in a)
+        spoof = int(a[a.index("--spoof-after") + 1]) if "--spoof-after" in a else None
+        connect(a[1], int(a[2]), send, wait, "--segment" in a, spoof)
     elif a[0] == "banner":
         bind = a[a.index("--bind") + 1] if "--bind" in a else "0.0.0.0"
         banner(int(a[1]), bytes.fromhex(a[2]), bind)
