@@ -1332,6 +1332,21 @@ fn queue_overflow_case(unprivileged: bool) {
     );
     assert_eq!(metric("rmmguard_queue_dropped_packets_total "), 0.0);
     assert_eq!(metric("rmmguard_queue_waiting_packets "), 0.0);
+    // Each queue's socket, as its worker samples it (each second): the buffer asked for (the
+    // kernel doubles it), and the backlog, which drains to 0 now that the flood is read.
+    // Readable without privilege.
+    for q in ["0", "1"] {
+        let buffer = metric(&format!("rmmguard_queue_buffer_bytes{{queue=\"{q}\"}} "));
+        assert!(buffer >= 262144.0, "queue {q}: buffer {buffer}");
+        poll(5, 200, || {
+            let backlog = metric(&format!("rmmguard_queue_backlog_bytes{{queue=\"{q}\"}} "));
+            if backlog == 0.0 {
+                Ok(())
+            } else {
+                Err(format!("queue {q}: backlog {backlog} of {buffer}"))
+            }
+        });
+    }
     if unprivileged {
         assert!(
             g.log().contains("counted from gaps in the packet ids"),

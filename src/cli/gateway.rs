@@ -592,6 +592,7 @@ fn worker(
         w as u16,
     );
     let mut last_pub = Instant::now();
+    publish_socket_memory(&shared.hub, w, &q);
     let mut errors = 0u32;
     while !shared.stop.load(Ordering::Relaxed) {
         // Counted before the answer, while the kernel still counts the packet as waiting: the
@@ -623,6 +624,7 @@ fn worker(
             last_pub = Instant::now();
             eng.check_reload();
             shared.publish(w, &eng);
+            publish_socket_memory(&shared.hub, w, &q);
             shared
                 .events
                 .lock()
@@ -657,6 +659,17 @@ fn worker(
 
 /// Publishes worker `w`'s count of skipped packet ids (a store only when it changed: gaps are
 /// rare, and the line is read by the main thread).
+/// Publishes the worker's queue socket backlog and buffer size (one system call; about once a
+/// second, never per packet).
+fn publish_socket_memory(hub: &Hub, w: usize, q: &NfQueue) {
+    if let Ok((backlog, buffer)) = q.socket_memory() {
+        let s = &hub.queue_sockets[w];
+        s.queue.store(q.num() as u64, Ordering::Relaxed);
+        s.backlog.store(backlog as u64, Ordering::Relaxed);
+        s.buffer.store(buffer as u64, Ordering::Relaxed);
+    }
+}
+
 fn publish_skipped(hub: &Hub, w: usize, q: &NfQueue) {
     let c = &hub.queue_skipped[w].0;
     let n = q.skipped();

@@ -116,6 +116,18 @@ impl HostTable {
 #[repr(align(128))]
 pub struct WorkerCounter(pub AtomicU64);
 
+/// One worker's queue socket, as last sampled by that worker, alone on its cache line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct QueueSocket {
+    /// The queue number.
+    pub queue: AtomicU64,
+    /// Bytes of queued packets waiting unread in the socket.
+    pub backlog: AtomicU64,
+    /// The socket's receive buffer size, in bytes (0: not sampled yet).
+    pub buffer: AtomicU64,
+}
+
 /// Shared between the workers (which publish) and the metrics server (which reads).
 pub struct Hub {
     workers: Vec<Mutex<WorkerSnapshot>>,
@@ -132,6 +144,8 @@ pub struct Hub {
     /// Packets each worker's queue gave an id but never delivered (see
     /// `NfQueue::skipped`): the fail-open count when the kernel's counters cannot be read.
     pub queue_skipped: Vec<WorkerCounter>,
+    /// Each worker's queue socket (inline mode; sampled by the worker about once a second).
+    pub queue_sockets: Vec<QueueSocket>,
     /// Events lost to output errors (a full disk).
     pub events_lost: AtomicU64,
     /// Version and reload state.
@@ -154,6 +168,9 @@ impl Hub {
                 .collect(),
             queue_skipped: (0..workers.max(1))
                 .map(|_| WorkerCounter::default())
+                .collect(),
+            queue_sockets: (0..workers.max(1))
+                .map(|_| QueueSocket::default())
                 .collect(),
             events_lost: AtomicU64::new(0),
             config: Mutex::new(ConfigInfo::default()),
@@ -518,6 +535,31 @@ pub fn render(hub: &Hub, config: &ConfigHandle, learned: Option<&Learned>) -> St
         "Packets queued for rmmguard and not answered yet, all queues (inline mode).",
         hub.queue_waiting.load(Ordering::Relaxed),
     );
+    for (name, help, backlog) in [
+        (
+            "rmmguard_queue_backlog_bytes",
+            "Bytes of queued packets waiting unread in a queue's socket (inline mode; sampled \
+             each second).",
+            true,
+        ),
+        (
+            "rmmguard_queue_buffer_bytes",
+            "Receive buffer of a queue's socket (inline mode): a queue whose backlog reaches it \
+             passes (fail-open) or drops new packets.",
+            false,
+        ),
+    ] {
+        e.family(name, "gauge", help);
+        for qs in hub
+            .queue_sockets
+            .iter()
+            .filter(|q| q.buffer.load(Ordering::Relaxed) > 0)
+        {
+            let q = qs.queue.load(Ordering::Relaxed).to_string();
+            let v = if backlog { &qs.backlog } else { &qs.buffer };
+            e.sample(name, &[("queue", &q)], v.load(Ordering::Relaxed));
+        }
+    }
     e.single(
         "rmmguard_events_lost_total",
         "counter",

@@ -456,6 +456,12 @@ impl NfQueue {
         self.fd.as_fd()
     }
 
+    /// Bytes of queued packets waiting unread in this queue's socket, and the size of its
+    /// receive buffer (see [`socket_memory`]).
+    pub fn socket_memory(&self) -> io::Result<(u32, u32)> {
+        socket_memory(self.fd.as_fd())
+    }
+
     /// Packets released after a takeover (see [`NfQueue::adopt`]).
     pub fn released(&self) -> u64 {
         self.released
@@ -834,9 +840,64 @@ pub fn parse_queues(s: &str) -> Result<Vec<u16>, String> {
     Ok(out)
 }
 
+/// A socket's receive queue, in bytes as the kernel charges them (`SO_MEMINFO`: the
+/// `rmem_alloc` and `rcvbuf` fields), and its receive buffer size. For a queue socket, the
+/// first is the backlog of packets rmmguard has not read yet: when it reaches the second, the
+/// kernel stops handing packets to the socket and passes them uninspected (fail-open) or drops
+/// them. Needs no privilege, unlike the kernel's per-queue counters.
+pub fn socket_memory(fd: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
+    // Room for more fields than any kernel has (SK_MEMINFO_VARS is 9 on Linux 6.x); the
+    // kernel copies as many as fit.
+    let mut m = [0u32; 16];
+    let mut len = std::mem::size_of_val(&m) as libc::socklen_t;
+    // SAFETY: `m` is writable for `len` bytes and `len` is a valid pointer; the kernel writes
+    // at most `len` bytes and updates `len`.
+    let r = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            m.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if (len as usize) < 2 * std::mem::size_of::<u32>() {
+        return Err(io::Error::other("SO_MEMINFO returned too little"));
+    }
+    Ok((
+        m[libc::SK_MEMINFO_RMEM_ALLOC as usize],
+        m[libc::SK_MEMINFO_RCVBUF as usize],
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn socket_memory_counts_unread_bytes() {
+        use std::net::UdpSocket;
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (empty, buf) = socket_memory(rx.as_fd()).unwrap();
+        assert_eq!(empty, 0);
+        assert!(buf > 0);
+        for _ in 0..3 {
+            tx.send_to(&[7u8; 1000], rx.local_addr().unwrap()).unwrap();
+        }
+        // Each datagram is charged with its buffer's true size: at least its bytes.
+        let (held, buf2) = socket_memory(rx.as_fd()).unwrap();
+        assert!(held >= 3000, "{held}");
+        assert!(held <= buf2, "{held} > {buf2}");
+        let mut b = [0u8; 2000];
+        for _ in 0..3 {
+            rx.recv(&mut b).unwrap();
+        }
+        assert_eq!(socket_memory(rx.as_fd()).unwrap().0, 0);
+    }
 
     #[test]
     fn queue_lists() {
