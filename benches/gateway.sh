@@ -183,7 +183,7 @@ else
 fi
 awk -v b0="$b0" -v b1="$b1" -v bc="$bc" -v br="$br" -v c0="$c0" -v c1="$c1" -v cr="$cr" \
   -v cc="$cc" -v cn="$cn" -v u0="$u0" -v uc="$uc" -v un="$un" -v u1="$u1" -v q="$queued" \
-  -v k="${bypassed:-0}" -v r="$reps" -v mode="$mode" -v n="$churn_n" 'BEGIN {
+  -v k="${bypassed:-0}" -v ipt="$(grep -c 'Chain RMMGUARD' "$work/counters" || true)" -v r="$reps" -v mode="$mode" -v n="$churn_n" 'BEGIN {
   printf "%d repetitions, %s\n", r, mode
   printf "bulk  (iperf3 -t 5, %d pairs): bare %.2f Gbit/s, inline %.2f Gbit/s (medians); inline/bare median of pairs %.1f %% (target >= 95 %%)\n", r, b0/1e9, b1/1e9, 100*br
   printf "bulk on the stateful bare gateway (conntrack, 1 rule): %.2f Gbit/s, %.1f %% of bare\n", bc/1e9, 100*bc/b0
@@ -193,5 +193,6 @@ awk -v b0="$b0" -v b1="$b1" -v bc="$bc" -v br="$br" -v c0="$c0" -v c1="$c1" -v c
   printf "  stateful (conntrack, 1 rule)   %6.0f  %5.1f %%  %4.0f us\n", cc, 100*cc/c0, uc
   printf "  rmmguard rules, no reader      %6.0f  %5.1f %%  %4.0f us\n", cn, 100*cn/c0, un
   printf "  rmmguard inline                %6.0f  %5.1f %%  %4.0f us\n", c1, 100*c1/c0, u1
-  printf "last churn pair: packets queued to rmmguard %d (%.1f per connection); packets carried by the kernel bypass (ct mark 1) %d\n", q, q/(2*n), k
+  if (ipt) printf "last churn pair: packets queued to rmmguard %d (%.1f per connection); packets carried by the kernel bypass (ct mark 1) %d\n", q, q/(2*n), k
+  else print "last churn pair: packets queued and bypassed not counted (native nftables backend: its rules carry no counters)"
 }'

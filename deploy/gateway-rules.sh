@@ -15,12 +15,14 @@
 #   conntrack mark, then is accepted, rejected or dropped;
 # - addresses learned from DNS for blocked tools (sets rmm_learned4 / rmm_learned6, filled by
 #   rmmguard, per-element timeouts) are refused for new flows;
-# - a packet of an undecided flow (conntrack mark 0) whose source address does not route back
-#   through the interface it came in on is dropped (strict reverse-path check, nft `fib`), on the
-#   forward and input hooks, so that a host cannot forge packets of the far side of its own flow
+# - a packet of an undecided flow (conntrack mark 0, or invalid) whose source address does not
+#   route back through the interface it came in on is dropped (strict reverse-path check, nft
+#   `fib`, at prerouting), so that a host cannot forge packets of the far side of its own flow
 #   (a SYN-ACK that restarts the flow in rmmguard's eyes, then the rest of a ClientHello read as
 #   a stream joined midway). Decided flows skip the check. --no-anti-spoof leaves it out, for a
 #   gateway whose routes are asymmetric (replies that come back through another interface);
+# - packets that conntrack cannot place (invalid) are queued, each one, except TCP pure ACKs:
+#   they have no conntrack mark or packet count for the rules to go by;
 # - only flows still undecided (conntrack mark 0) are queued to rmmguard, and only within a budget
 #   of packets (counted by conntrack, both directions): --budget N (default 32) for UDP and other
 #   protocols, --tcp-budget N (default 20000) for TCP. The TCP budget is large on purpose: the
@@ -152,15 +154,21 @@ nft_table() {
   echo "table inet $TABLE {"
   echo "  set rmm_learned4 { type ipv4_addr; flags timeout; size 65536; }"
   echo "  set rmm_learned6 { type ipv6_addr; flags timeout; size 65536; }"
+  if [ "$anti_spoof" = 1 ]; then
+    # Strict reverse-path check for packets of flows rmmguard has not decided (conntrack mark 0,
+    # or no conntrack entry: invalid), at prerouting just after conntrack (-200), so that it
+    # covers forwarded packets and packets to the gateway alike, and fib skips loopback.
+    echo "  chain anti_spoof {"
+    echo "    type filter hook prerouting priority -150; policy accept;"
+    echo "    ct mark & 3 == 0 fib saddr . iif oif missing counter drop"
+    echo "    ct state invalid fib saddr . iif oif missing counter drop"
+    echo "  }"
+  fi
   for h in "${hl[@]}"; do
     # Before iptables' filter chains (priority 0).
     prio=-5
     echo "  chain $h {"
     echo "    type filter hook $h priority $prio; policy accept;"
-    # (The fib lookup needs the input interface: forward and input only.)
-    if [ "$anti_spoof" = 1 ] && [ "$h" != output ]; then
-      echo "    ct mark & 3 == 0 fib saddr . iif oif missing counter drop"
-    fi
     if [ "$native" = 1 ]; then
       echo "    ct mark & 3 == 1 accept"
       echo "    ct mark & 3 == 2 meta l4proto tcp reject with tcp reset"
@@ -179,7 +187,9 @@ nft_table() {
       echo "    meta mark & 3 == 2 reject"
       echo "    meta mark & 3 == 3 ct mark set ct mark | 3 drop"
       echo "    ct mark & 3 == 0 meta l4proto tcp goto tcp_$h"
+      echo "    ct state invalid meta l4proto tcp goto tcp_$h"
       echo "    ct mark & 3 == 0 ct packets < $budget $(queue_nft)"
+      echo "    ct state invalid $(queue_nft)"
     fi
     echo "  }"
     if [ "$native" = 1 ]; then
@@ -192,6 +202,7 @@ nft_table() {
         done
       fi
       echo "    ct packets < $tcp_budget $(queue_nft)"
+      echo "    ct state invalid $(queue_nft)"
       echo "  }"
     fi
   done
@@ -251,6 +262,11 @@ ipt_up() {
   $t -w -A "$CHAIN" -p tcp -g "$TCHAIN"
   $t -w -A "$CHAIN" -m connbytes --connbytes "0:$budget" \
     --connbytes-dir both --connbytes-mode packets -j NFQUEUE "${q[@]}"
+  # Packets conntrack could not place (invalid: for TCP, out of its window or against its state
+  # machine) carry no mark and no packet count, so the rules above pass them by; a client can
+  # provoke that on purpose (a reset or a SYN that dies at the gateway and resets conntrack's
+  # view of its connection) to send the rest of a ClientHello unread. Each is queued.
+  $t -w -A "$CHAIN" -m conntrack --ctstate INVALID -j NFQUEUE "${q[@]}"
   if [ "$tcp_queue" != all ]; then
     while read -r -a tests; do
       $t -w -A "$TCHAIN" -p tcp "${tests[@]}" -j RETURN
@@ -258,6 +274,7 @@ ipt_up() {
   fi
   $t -w -A "$TCHAIN" -m connbytes --connbytes "0:$tcp_budget" \
     --connbytes-dir both --connbytes-mode packets -j NFQUEUE "${q[@]}"
+  $t -w -A "$TCHAIN" -m conntrack --ctstate INVALID -j NFQUEUE "${q[@]}"
   for c in "${hook_chains[@]}"; do
     $t -w -I "$c" 1 -j "$CHAIN"
   done

@@ -35,7 +35,7 @@ fi
 # Queues (one worker thread each; at most one per CPU is useful).
 RMMGUARD_QUEUES=0-3
 # Extra options for gateway-rules.sh up (e.g. --fail-closed, --hooks forward,input, --budget 32,
-# --no-anti-spoof on a gateway with asymmetric routes: docs/deploy.md, "Forged packets").
+# --no-anti-spoof on a gateway with asymmetric routes: docs/deploy.md, "Crafted packets").
 RMMGUARD_RULES_OPTS=
 # Extra options for rmmguard inline (e.g. --fail-closed, --metrics 127.0.0.1:9977).
 RMMGUARD_OPTS=

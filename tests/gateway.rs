@@ -816,17 +816,12 @@ fn pure_acks_stay_in_the_kernel_but_1_byte_segments_are_all_read() {
     );
 }
 
-/// A client host that forges its server's packets cannot make rmmguard forget the start of a
-/// ClientHello. After the first 40 bytes it sends, from raw sockets, a SYN with a new sequence
-/// number on its connection's ports and a SYN-ACK for it that claims to come from the server
-/// (the gateway routes it straight back to the client): in the engine's eyes the connection
-/// restarted, and the rest of the ClientHello would read as a stream joined midway. Without the
-/// rules' reverse-path check the ClientHello then reaches the server whole (checked by hand with
-/// `--no-anti-spoof`); with it (the default) the forged SYN-ACK, which came in on the client's
-/// side with the server's address, is dropped and counted, and the flow is read whole and refused.
-#[test]
-fn a_client_forging_its_servers_packets_is_still_refused() {
-    let Some(mut g) = Gw::new("sp") else { return };
+/// Starts a gateway with rmmguard inline and a banner server on 443, then connects to it with a
+/// ClientHello for relay.teamviewer.com and `probe.py connect ... TRICK 40`: after 40 bytes the
+/// client plays a trick from raw sockets, then sends the rest. The flow must still be read whole
+/// and refused. Returns the gateway, for the counters (None: the namespaces cannot be made here).
+fn trick_mid_client_hello(tag: &str, trick: &str, done: &str) -> Option<Gw> {
+    let mut g = Gw::new(tag)?;
     let p = script("tests/netns/probe.py");
     g.spawn(
         's',
@@ -847,10 +842,10 @@ fn a_client_forging_its_servers_packets_is_still_refused() {
         "443",
         "--send",
         &hex(&hello),
-        "--spoof-after",
+        trick,
         "40",
     ]);
-    assert!(out.contains("spoofed"), "nothing forged: {out}");
+    assert!(out.contains(done), "no trick played: {out}");
     assert!(out.contains("reset"), "the flow was not refused: {out}");
     // The server echoes what it reads: the first 40 bytes, and nothing after them.
     assert!(
@@ -859,24 +854,60 @@ fn a_client_forging_its_servers_packets_is_still_refused() {
     );
     let e = g.wait_event("teamviewer", "blocked");
     assert_eq!(e["tls"]["sni"], "relay.teamviewer.com");
+    Some(g)
+}
+
+/// A client host that forges its server's packets cannot make rmmguard forget the start of a
+/// ClientHello. After the first 40 bytes it sends a SYN with a new sequence number on its
+/// connection's ports (TTL 1: it dies at the gateway) and at once a SYN-ACK for it that claims
+/// to come from the server (the gateway would route it straight back to the client): in the
+/// engine's eyes, and conntrack's, the connection restarted, and the rest of the ClientHello
+/// would read as a stream joined midway. With the rules of before, the ClientHello reached the
+/// server whole and this test fails. The reverse-path check drops the forged SYN-ACK, which came
+/// in on the client's side with the server's address, and counts it.
+#[test]
+fn a_client_forging_its_servers_packets_is_still_refused() {
+    let Some(g) = trick_mid_client_hello("sp", "--spoof-after", "spoofed") else {
+        return;
+    };
     let o = g.run(
         'g',
-        &["nft", "list", "chain", "inet", "rmmguard", "forward"],
+        &["nft", "list", "chain", "inet", "rmmguard", "anti_spoof"],
     );
     let chain = String::from_utf8_lossy(&o.stdout).into_owned();
     let dropped: u64 = chain
         .lines()
-        .find(|l| l.contains("fib saddr . iif oif missing"))
-        .and_then(|l| {
+        .filter(|l| l.contains("fib saddr . iif oif missing"))
+        .filter_map(|l| {
             l.split("packets ")
                 .nth(1)?
                 .split_whitespace()
                 .next()?
-                .parse()
+                .parse::<u64>()
                 .ok()
         })
-        .unwrap_or_else(|| panic!("no anti-spoof rule: {chain}"));
+        .sum();
     assert!(dropped >= 1, "no forged packet dropped: {chain}");
+}
+
+/// A client can also blind conntrack without forging anything of its server's: after 40 bytes
+/// of a ClientHello it sends an in-sequence RST that dies at the gateway (TTL 1; conntrack
+/// closes its entry) and a SYN with a new sequence number (the server answers it with a
+/// challenge ACK; conntrack starts a new entry from it). Its next segments then fit no entry:
+/// conntrack calls them invalid, and they carry no mark and no packet count for the queue rules
+/// to go by. With the rules of before they passed unqueued, the ClientHello reached the server
+/// whole and this test fails. Invalid packets are now queued, each one.
+#[test]
+fn a_client_desynchronising_conntrack_is_still_refused() {
+    let Some(g) = trick_mid_client_hello("dy", "--desync-after", "desynced") else {
+        return;
+    };
+    let invalid = g.counter("ctstate INVALID");
+    assert!(
+        invalid >= 1,
+        "no invalid packet was queued: {}",
+        g.counters()
+    );
 }
 
 #[test]

@@ -9,8 +9,12 @@
       and prints "sent N" (the bytes sent before the end or an error).
       --spoof-after K (IPv4) sends the first K bytes and, once they are acknowledged, forges from
       a raw socket a new start of the connection on the same ports: a SYN with a new sequence
-      number, then a SYN-ACK for it that claims to come from HOST:PORT (what a client host can
-      send to make a gateway forget the bytes it has read); prints "spoofed", then sends the rest.
+      number (TTL 1: it dies at the gateway), then a SYN-ACK for it that claims to come from
+      HOST:PORT (what a client host can send to make a gateway forget the bytes it has read);
+      prints "spoofed", then sends the rest.
+      --desync-after K (IPv4) likewise, but forges only its own side: an in-sequence RST with
+      TTL 1 (it resets the gateway's conntrack entry and never reaches the server) and a SYN
+      with a new sequence number; prints "desynced", then sends the rest.
   probe.py banner PORT HEX [--bind ADDR]
       TCP server: on each connection sends the bytes, then echoes what it reads, until closed.
   probe.py https PORT CERT KEY DIR
@@ -79,7 +83,7 @@ def default_gateway_link():
         for line in f.readlines()[1:]:
             c = line.split()
             if c[1] == "00000000":
-                iface, gw = c[0], socket.inet_ntoa(struct.pack("<I", int(c[2], 16)))
+                iface, gw = c[0], socket.inet_ntoa(struct.pack("=I", int(c[2], 16)))
                 break
         else:
             raise OSError("no IPv4 default route")
@@ -96,7 +100,7 @@ def default_gateway_link():
     return iface, own_mac, gw_mac
 
 
-def raw_tcp(src, sport, dst, dport, seq, ack, flags):
+def raw_tcp(src, sport, dst, dport, seq, ack, flags, ttl=64):
     """Sends a forged IPv4 TCP segment without payload, as an Ethernet frame to the default
     gateway (so that it crosses the gateway even when it claims to come from elsewhere or is
     addressed to this host)."""
@@ -104,7 +108,7 @@ def raw_tcp(src, sport, dst, dport, seq, ack, flags):
     tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 64240, 0, 0)
     csum = checksum(s + d + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(tcp)) + tcp)
     tcp = tcp[:16] + struct.pack("!H", csum) + tcp[18:]
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0, 64, socket.IPPROTO_TCP, 0, s, d)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0, ttl, socket.IPPROTO_TCP, 0, s, d)
     ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
     iface, own_mac, gw_mac = default_gateway_link()
     r = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
@@ -117,15 +121,41 @@ def raw_tcp(src, sport, dst, dport, seq, ack, flags):
 
 def spoof_reconnect(me, my_port, host, port):
     """Makes the connection look restarted on the same ports: a SYN with a new sequence number
-    from this side, then a SYN-ACK for it that claims to come from the server."""
+    from this side, with a TTL of 1 so that it dies at the gateway (the server never answers it),
+    then at once a SYN-ACK for it that claims to come from the server. Conntrack on the gateway
+    takes the pair for a new start of the connection, and so would an engine that read it."""
     import os
-    import time
 
     isn, server_isn = struct.unpack("!II", os.urandom(8))
-    raw_tcp(me, my_port, host, port, isn, 0, 0x02)
-    time.sleep(0.05)
+    raw_tcp(me, my_port, host, port, isn, 0, 0x02, ttl=1)
     raw_tcp(host, port, me, my_port, server_isn, (isn + 1) & 0xFFFFFFFF, 0x12)
-    time.sleep(0.05)
+
+
+def desync(s, host, port):
+    """Resets the gateway's view of this connection without ending it: an in-sequence RST with a
+    TTL of 1 (conntrack on the gateway sees it and closes its entry; it dies there), then a SYN
+    with a new sequence number, which the server answers with a challenge ACK (RFC 5961) while
+    conntrack starts a new entry from it. The connection's own next segments then fit neither
+    (conntrack: invalid). The sequence numbers come from TCP_REPAIR."""
+    import os
+
+    import time
+
+    time.sleep(0.05)  # whatever the server sent first has arrived: rcv_nxt is final
+    TCP_REPAIR, TCP_REPAIR_QUEUE, TCP_QUEUE_SEQ = 19, 20, 21
+    TCP_RECV_QUEUE, TCP_SEND_QUEUE = 1, 2
+    s.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 1)
+    try:
+        s.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE)
+        snd = struct.unpack("I", s.getsockopt(socket.IPPROTO_TCP, TCP_QUEUE_SEQ, 4))[0]
+        s.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE)
+        rcv = struct.unpack("I", s.getsockopt(socket.IPPROTO_TCP, TCP_QUEUE_SEQ, 4))[0]
+    finally:
+        s.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 0)
+    me, my_port = s.getsockname()[:2]
+    raw_tcp(me, my_port, host, port, snd, rcv, 0x14, ttl=1)
+    isn = struct.unpack("!I", os.urandom(4))[0]
+    raw_tcp(me, my_port, host, port, isn, 0, 0x02)
 
 
 def wait_acked(s):
@@ -136,7 +166,7 @@ def wait_acked(s):
         time.sleep(0.0002)
 
 
-def connect(host, port, send, wait, segment=False, spoof_after=None):
+def connect(host, port, send, wait, segment=False, spoof_after=None, desync_after=None):
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(fam, socket.SOCK_STREAM)
     s.settimeout(wait)
@@ -155,6 +185,13 @@ def connect(host, port, send, wait, segment=False, spoof_after=None):
             spoof_reconnect(me, my_port, host, port)
             print("spoofed", flush=True)
             s.sendall(send[spoof_after:])
+        elif send and desync_after is not None:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.sendall(send[:desync_after])
+            wait_acked(s)
+            desync(s, host, port)
+            print("desynced", flush=True)
+            s.sendall(send[desync_after:])
         elif send and segment:
             send_segments(s, send)
         elif send:
@@ -331,7 +368,8 @@ def main(a):
         if "--wait" in a:
             wait = float(a[a.index("--wait") + 1])
         spoof = int(a[a.index("--spoof-after") + 1]) if "--spoof-after" in a else None
-        connect(a[1], int(a[2]), send, wait, "--segment" in a, spoof)
+        des = int(a[a.index("--desync-after") + 1]) if "--desync-after" in a else None
+        connect(a[1], int(a[2]), send, wait, "--segment" in a, spoof, des)
     elif a[0] == "banner":
         bind = a[a.index("--bind") + 1] if "--bind" in a else "0.0.0.0"
         banner(int(a[1]), bytes.fromhex(a[2]), bind)

@@ -42,6 +42,11 @@ case "$cmd" in
     ip -n "$c" -6 route add default via fd00:201:1::1
     ip -n "$s" -6 route add default via fd00:201:2::1
     ip netns exec "$g" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+    # No reverse-path filter of the kernel's own (a host may set one by default, and new
+    # namespaces inherit it): the tests check rmmguard's rules, not the host's settings.
+    for i in all default cl0 sv0; do
+      ip netns exec "$g" sysctl -qw "net.ipv4.conf.$i.rp_filter=0"
+    done
     trap - ERR
     ;;
   down) down ;;
