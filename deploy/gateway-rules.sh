@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Adds or removes rmmguard's kernel rules in the CURRENT network namespace.
 #
-#   gateway-rules.sh up   [--queues 0-3] [--fail-closed] [--budget N] [--tcp-budget N]
+#   gateway-rules.sh up   [--queues 0-3] [--fail-closed] [--budget N] [--tcp-budget N|none]
 #                         [--tcp-queue payload|all] [--hooks forward[,input,output]]
 #                         [--drop] [--no-anti-spoof] [--backend auto|nft|iptables]
 #   gateway-rules.sh down
@@ -21,14 +21,16 @@
 #   (a SYN-ACK that restarts the flow in rmmguard's eyes, then the rest of a ClientHello read as
 #   a stream joined midway). Decided flows skip the check. --no-anti-spoof leaves it out, for a
 #   gateway whose routes are asymmetric (replies that come back through another interface);
-# - packets that conntrack cannot place (invalid) are queued, each one, except TCP pure ACKs:
-#   they have no conntrack mark or packet count for the rules to go by;
-# - only flows still undecided (conntrack mark 0) are queued to rmmguard, and only within a budget
-#   of packets (counted by conntrack, both directions): --budget N (default 32) for UDP and other
-#   protocols, --tcp-budget N (default 20000) for TCP. The TCP budget is large on purpose: the
-#   engine reads up to 4096 bytes of each TCP direction whatever the segment sizes, and a budget
-#   cut short would let the rest of a ClientHello sent as 1-byte segments pass unread. The
-#   engine itself decides every TCP flow within that much (see docs/deploy.md);
+# - TCP packets that conntrack cannot place (invalid: out of its window, or against its state
+#   machine) are dropped, pure ACKs excepted: they have no conntrack mark or packet count for the
+#   queue rules to go by, and a client can make its own segments invalid on purpose (a reset
+#   that dies at the gateway, then a new SYN) to send them unread;
+# - only flows still undecided (conntrack mark 0) are queued to rmmguard: UDP and other
+#   protocols within a budget of packets (counted by conntrack, both directions; --budget N,
+#   default 32), TCP with no budget (--tcp-budget none, the default: the engine decides every
+#   TCP flow after at most 4096 bytes each way and a few packets more, and a packet budget is
+#   one a client can use up with pure ACKs, which conntrack counts and the rules do not queue,
+#   before it sends its ClientHello). --tcp-budget N sets one anyway;
 # - of an undecided TCP flow, with --tcp-queue payload (the default), every packet is queued
 #   except pure ACKs: ACK set, SYN, FIN and RST clear, and no payload byte. They carry nothing
 #   to inspect. "No payload" is checked exactly: IP total length == IP header + TCP header length
@@ -53,7 +55,7 @@ cmd=${1:-}
 queues=0
 fail_closed=0
 budget=32
-tcp_budget=20000
+tcp_budget=none
 tcp_queue=payload
 hooks=forward
 backend=auto
@@ -80,14 +82,12 @@ done
 
 [[ "$budget" =~ ^[0-9]+$ ]] && [ "$budget" -ge 1 ] && [ "$budget" -le 1000000 ] \
   || die "bad --budget '$budget' (1 to 1000000 packets)"
-[[ "$tcp_budget" =~ ^[0-9]+$ ]] && [ "$tcp_budget" -ge 1 ] && [ "$tcp_budget" -le 1000000 ] \
-  || die "bad --tcp-budget '$tcp_budget' (1 to 1000000 packets)"
-# The engine reads up to 4096 bytes of each TCP direction whatever the segment sizes, then up to
-# 16 more packets: 2 x 2 x (4096 + 16) packets with one ACK for each segment.
-if [ "$cmd" = up ] && [ "$tcp_budget" -lt 16448 ]; then
-  echo "gateway-rules.sh: warning: with --tcp-budget $tcp_budget, a TCP flow that sends its first" \
-    "bytes in many small segments can pass before rmmguard has read them (16448 or more keeps" \
-    "every such byte inspected)" >&2
+[ "$tcp_budget" = none ] || { [[ "$tcp_budget" =~ ^[0-9]+$ ]] && [ "$tcp_budget" -ge 1 ] \
+  && [ "$tcp_budget" -le 1000000 ]; } || die "bad --tcp-budget '$tcp_budget' (none, or 1 to 1000000 packets)"
+if [ "$cmd" = up ] && [ "$tcp_budget" != none ]; then
+  echo "gateway-rules.sh: warning: with --tcp-budget $tcp_budget, a client can use the budget up" \
+    "with pure ACKs (conntrack counts them; they are not queued) and then send its first bytes" \
+    "unread; the default, none, leaves no such gap" >&2
 fi
 case "$tcp_queue" in
   payload|all) ;;
@@ -189,7 +189,6 @@ nft_table() {
       echo "    ct mark & 3 == 0 meta l4proto tcp goto tcp_$h"
       echo "    ct state invalid meta l4proto tcp goto tcp_$h"
       echo "    ct mark & 3 == 0 ct packets < $budget $(queue_nft)"
-      echo "    ct state invalid $(queue_nft)"
     fi
     echo "  }"
     if [ "$native" = 1 ]; then
@@ -201,8 +200,13 @@ nft_table() {
           echo "    meta length $((40 + 4 * d)) ip6 nexthdr tcp tcp flags & (fin | syn | rst | ack) == ack tcp doff $d return"
         done
       fi
-      echo "    ct packets < $tcp_budget $(queue_nft)"
-      echo "    ct state invalid $(queue_nft)"
+      echo "    ct state invalid counter drop"
+      echo "    ct state untracked return"
+      if [ "$tcp_budget" = none ]; then
+        echo "    $(queue_nft)"
+      else
+        echo "    ct packets < $tcp_budget $(queue_nft)"
+      fi
       echo "  }"
     fi
   done
@@ -262,19 +266,27 @@ ipt_up() {
   $t -w -A "$CHAIN" -p tcp -g "$TCHAIN"
   $t -w -A "$CHAIN" -m connbytes --connbytes "0:$budget" \
     --connbytes-dir both --connbytes-mode packets -j NFQUEUE "${q[@]}"
-  # Packets conntrack could not place (invalid: for TCP, out of its window or against its state
-  # machine) carry no mark and no packet count, so the rules above pass them by; a client can
-  # provoke that on purpose (a reset or a SYN that dies at the gateway and resets conntrack's
-  # view of its connection) to send the rest of a ClientHello unread. Each is queued.
-  $t -w -A "$CHAIN" -m conntrack --ctstate INVALID -j NFQUEUE "${q[@]}"
   if [ "$tcp_queue" != all ]; then
     while read -r -a tests; do
       $t -w -A "$TCHAIN" -p tcp "${tests[@]}" -j RETURN
     done < <(exempt_tests "$fam")
   fi
-  $t -w -A "$TCHAIN" -m connbytes --connbytes "0:$tcp_budget" \
-    --connbytes-dir both --connbytes-mode packets -j NFQUEUE "${q[@]}"
-  $t -w -A "$TCHAIN" -m conntrack --ctstate INVALID -j NFQUEUE "${q[@]}"
+  # TCP packets conntrack could not place (invalid: out of its window, or against its state
+  # machine) carry no mark and no packet count for the rules to go by, and a client can make
+  # its own segments invalid on purpose (a reset that dies at the gateway and closes conntrack's
+  # entry, then a SYN that starts another) to send the rest of a ClientHello unread. Queueing
+  # them would not do either: the server discards most invalid segments (bad checksum, no ACK
+  # flag, an ACK beyond what it sent), so the engine would read bytes the server never takes.
+  # They are dropped, pure ACKs excepted (above).
+  $t -w -A "$TCHAIN" -m conntrack --ctstate INVALID -j DROP
+  # Untracked (a `notrack` rule of the site's own): left alone, as conntrack is.
+  $t -w -A "$TCHAIN" -m conntrack --ctstate UNTRACKED -j RETURN
+  if [ "$tcp_budget" = none ]; then
+    $t -w -A "$TCHAIN" -j NFQUEUE "${q[@]}"
+  else
+    $t -w -A "$TCHAIN" -m connbytes --connbytes "0:$tcp_budget" \
+      --connbytes-dir both --connbytes-mode packets -j NFQUEUE "${q[@]}"
+  fi
   for c in "${hook_chains[@]}"; do
     $t -w -I "$c" 1 -j "$CHAIN"
   done
@@ -381,7 +393,7 @@ case "$cmd" in
     mode=fail-open; [ "$fail_closed" = 1 ] && mode=fail-closed
     spoof="anti-spoof on"; [ "$anti_spoof" = 1 ] || spoof="anti-spoof off"
     echo "gateway-rules.sh: up ($backend backend, queues $qlo-$qhi, budget $budget packets, TCP" \
-      "budget $tcp_budget packets, TCP queue $tcp_queue, $mode, $spoof)"
+      "budget $tcp_budget, TCP queue $tcp_queue, $mode, $spoof)"
     ;;
   down)
     down

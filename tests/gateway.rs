@@ -817,10 +817,11 @@ fn pure_acks_stay_in_the_kernel_but_1_byte_segments_are_all_read() {
 }
 
 /// Starts a gateway with rmmguard inline and a banner server on 443, then connects to it with a
-/// ClientHello for relay.teamviewer.com and `probe.py connect ... TRICK 40`: after 40 bytes the
-/// client plays a trick from raw sockets, then sends the rest. The flow must still be read whole
-/// and refused. Returns the gateway, for the counters (None: the namespaces cannot be made here).
-fn trick_mid_client_hello(tag: &str, trick: &str, done: &str) -> Option<Gw> {
+/// ClientHello for relay.teamviewer.com and `probe.py connect ... TRICK ARG`: after 40 bytes the
+/// client plays a trick from raw sockets, then sends the rest. Whatever the trick, the server
+/// must never get the rest of the ClientHello. Returns the gateway (for its counters) and what
+/// the client saw (None: the namespaces cannot be made here).
+fn trick_mid_client_hello(tag: &str, trick: &str, arg: &str, done: &str) -> Option<(Gw, String)> {
     let mut g = Gw::new(tag)?;
     let p = script("tests/netns/probe.py");
     g.spawn(
@@ -843,33 +844,40 @@ fn trick_mid_client_hello(tag: &str, trick: &str, done: &str) -> Option<Gw> {
         "--send",
         &hex(&hello),
         trick,
-        "40",
+        arg,
+        "--wait",
+        "1",
     ]);
     assert!(out.contains(done), "no trick played: {out}");
-    assert!(out.contains("reset"), "the flow was not refused: {out}");
     // The server echoes what it reads: the first 40 bytes, and nothing after them.
     assert!(
         !out.contains(&hex(&hello[40..60])),
         "the server got the rest of the ClientHello: {out}"
     );
+    Some((g, out))
+}
+
+/// The flow was read whole and refused: the client got a reset and the event names the SNI.
+fn assert_refused_by_sni(g: &Gw, out: &str) {
+    assert!(out.contains("reset"), "the flow was not refused: {out}");
     let e = g.wait_event("teamviewer", "blocked");
     assert_eq!(e["tls"]["sni"], "relay.teamviewer.com");
-    Some(g)
 }
 
 /// A client host that forges its server's packets cannot make rmmguard forget the start of a
 /// ClientHello. After the first 40 bytes it sends a SYN with a new sequence number on its
 /// connection's ports (TTL 1: it dies at the gateway) and at once a SYN-ACK for it that claims
 /// to come from the server (the gateway would route it straight back to the client): in the
-/// engine's eyes, and conntrack's, the connection restarted, and the rest of the ClientHello
-/// would read as a stream joined midway. With the rules of before, the ClientHello reached the
-/// server whole and this test fails. The reverse-path check drops the forged SYN-ACK, which came
-/// in on the client's side with the server's address, and counts it.
+/// engine's eyes the connection restarted, and the rest of the ClientHello would read as a
+/// stream joined midway. With the rules of before, the ClientHello reached the server whole and
+/// this test fails. The reverse-path check drops the forged SYN-ACK, which came in on the
+/// client's side with the server's address, and counts it.
 #[test]
 fn a_client_forging_its_servers_packets_is_still_refused() {
-    let Some(g) = trick_mid_client_hello("sp", "--spoof-after", "spoofed") else {
+    let Some((g, out)) = trick_mid_client_hello("sp", "--spoof-after", "40", "spoofed") else {
         return;
     };
+    assert_refused_by_sni(&g, &out);
     let o = g.run(
         'g',
         &["nft", "list", "chain", "inet", "rmmguard", "anti_spoof"],
@@ -896,18 +904,33 @@ fn a_client_forging_its_servers_packets_is_still_refused() {
 /// challenge ACK; conntrack starts a new entry from it). Its next segments then fit no entry:
 /// conntrack calls them invalid, and they carry no mark and no packet count for the queue rules
 /// to go by. With the rules of before they passed unqueued, the ClientHello reached the server
-/// whole and this test fails. Invalid packets are now queued, each one.
+/// whole and this test fails. Invalid TCP segments are now dropped (and counted): the rest of
+/// the ClientHello never leaves the gateway, and the connection stalls.
 #[test]
-fn a_client_desynchronising_conntrack_is_still_refused() {
-    let Some(g) = trick_mid_client_hello("dy", "--desync-after", "desynced") else {
+fn a_client_desynchronising_conntrack_gets_nothing_through() {
+    let Some((g, out)) = trick_mid_client_hello("dy", "--desync-after", "40", "desynced") else {
         return;
     };
-    let invalid = g.counter("ctstate INVALID");
+    assert!(!out.contains("recv eof"), "{out}");
+    let dropped = g.counter("ctstate INVALID");
     assert!(
-        invalid >= 1,
-        "no invalid packet was queued: {}",
+        dropped >= 1,
+        "no invalid segment was dropped: {}",
         g.counters()
     );
+}
+
+/// Conntrack counts the pure ACKs that the rules let through unqueued. With a packet budget for
+/// TCP (20000 before), a client spent it with that many duplicate ACKs after 40 bytes of its
+/// ClientHello, and the rest passed unread (this test fails with the rules of before). Undecided
+/// TCP flows now have no packet budget: the engine decides each one within its own limits.
+#[test]
+fn a_client_spending_a_packet_budget_is_still_refused() {
+    let Some((g, out)) = trick_mid_client_hello("ab", "--acks-after", "40:20100", "acked 20100")
+    else {
+        return;
+    };
+    assert_refused_by_sni(&g, &out);
 }
 
 #[test]

@@ -15,6 +15,8 @@
       --desync-after K (IPv4) likewise, but forges only its own side: an in-sequence RST with
       TTL 1 (it resets the gateway's conntrack entry and never reaches the server) and a SYN
       with a new sequence number; prints "desynced", then sends the rest.
+      --acks-after K:N (IPv4) likewise, but sends N duplicate pure ACKs from a raw socket;
+      prints "acked N", then sends the rest.
   probe.py banner PORT HEX [--bind ADDR]
       TCP server: on each connection sends the bytes, then echoes what it reads, until closed.
   probe.py https PORT CERT KEY DIR
@@ -100,8 +102,8 @@ def default_gateway_link():
     return iface, own_mac, gw_mac
 
 
-def raw_tcp(src, sport, dst, dport, seq, ack, flags, ttl=64):
-    """Sends a forged IPv4 TCP segment without payload, as an Ethernet frame to the default
+def raw_tcp(src, sport, dst, dport, seq, ack, flags, ttl=64, count=1):
+    """Sends a forged IPv4 TCP segment without payload (count times), as an Ethernet frame to the default
     gateway (so that it crosses the gateway even when it claims to come from elsewhere or is
     addressed to this host)."""
     s, d = socket.inet_aton(src), socket.inet_aton(dst)
@@ -114,7 +116,8 @@ def raw_tcp(src, sport, dst, dport, seq, ack, flags, ttl=64):
     r = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     try:
         r.bind((iface, 0))
-        r.send(gw_mac + own_mac + b"\x08\x00" + ip + tcp)
+        for _ in range(count):
+            r.send(gw_mac + own_mac + b"\x08\x00" + ip + tcp)
     finally:
         r.close()
 
@@ -131,17 +134,12 @@ def spoof_reconnect(me, my_port, host, port):
     raw_tcp(host, port, me, my_port, server_isn, (isn + 1) & 0xFFFFFFFF, 0x12)
 
 
-def desync(s, host, port):
-    """Resets the gateway's view of this connection without ending it: an in-sequence RST with a
-    TTL of 1 (conntrack on the gateway sees it and closes its entry; it dies there), then a SYN
-    with a new sequence number, which the server answers with a challenge ACK (RFC 5961) while
-    conntrack starts a new entry from it. The connection's own next segments then fit neither
-    (conntrack: invalid). The sequence numbers come from TCP_REPAIR."""
-    import os
-
+def next_seqs(s):
+    """(snd_nxt, rcv_nxt) of a connected TCP socket, from TCP_REPAIR (needs CAP_NET_ADMIN), once
+    whatever the server sent first has arrived."""
     import time
 
-    time.sleep(0.05)  # whatever the server sent first has arrived: rcv_nxt is final
+    time.sleep(0.05)
     TCP_REPAIR, TCP_REPAIR_QUEUE, TCP_QUEUE_SEQ = 19, 20, 21
     TCP_RECV_QUEUE, TCP_SEND_QUEUE = 1, 2
     s.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 1)
@@ -152,10 +150,30 @@ def desync(s, host, port):
         rcv = struct.unpack("I", s.getsockopt(socket.IPPROTO_TCP, TCP_QUEUE_SEQ, 4))[0]
     finally:
         s.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 0)
+    return snd, rcv
+
+
+def desync(s, host, port):
+    """Resets the gateway's view of this connection without ending it: an in-sequence RST with a
+    TTL of 1 (conntrack on the gateway sees it and closes its entry; it dies there), then a SYN
+    with a new sequence number, which the server answers with a challenge ACK (RFC 5961) while
+    conntrack starts a new entry from it. The connection's own next segments then fit neither
+    (conntrack: invalid)."""
+    import os
+
+    snd, rcv = next_seqs(s)
     me, my_port = s.getsockname()[:2]
     raw_tcp(me, my_port, host, port, snd, rcv, 0x14, ttl=1)
     isn = struct.unpack("!I", os.urandom(4))[0]
     raw_tcp(me, my_port, host, port, isn, 0, 0x02)
+
+
+def ack_flood(s, host, port, n):
+    """Sends n duplicate pure ACKs on this connection, in sequence (valid for conntrack, which
+    counts them; a gateway that only queues segments with payload lets them through)."""
+    snd, rcv = next_seqs(s)
+    me, my_port = s.getsockname()[:2]
+    raw_tcp(me, my_port, host, port, snd, rcv, 0x10, count=n)
 
 
 def wait_acked(s):
@@ -166,7 +184,8 @@ def wait_acked(s):
         time.sleep(0.0002)
 
 
-def connect(host, port, send, wait, segment=False, spoof_after=None, desync_after=None):
+def connect(host, port, send, wait, segment=False, spoof_after=None, desync_after=None,
+            acks_after=None):
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(fam, socket.SOCK_STREAM)
     s.settimeout(wait)
@@ -192,6 +211,14 @@ def connect(host, port, send, wait, segment=False, spoof_after=None, desync_afte
             desync(s, host, port)
             print("desynced", flush=True)
             s.sendall(send[desync_after:])
+        elif send and acks_after is not None:
+            k, n = acks_after
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.sendall(send[:k])
+            wait_acked(s)
+            ack_flood(s, host, port, n)
+            print("acked %d" % n, flush=True)
+            s.sendall(send[k:])
         elif send and segment:
             send_segments(s, send)
         elif send:
@@ -369,7 +396,10 @@ def main(a):
             wait = float(a[a.index("--wait") + 1])
         spoof = int(a[a.index("--spoof-after") + 1]) if "--spoof-after" in a else None
         des = int(a[a.index("--desync-after") + 1]) if "--desync-after" in a else None
-        connect(a[1], int(a[2]), send, wait, "--segment" in a, spoof, des)
+        acks = None
+        if "--acks-after" in a:
+            acks = tuple(int(x) for x in a[a.index("--acks-after") + 1].split(":"))
+        connect(a[1], int(a[2]), send, wait, "--segment" in a, spoof, des, acks)
     elif a[0] == "banner":
         bind = a[a.index("--bind") + 1] if "--bind" in a else "0.0.0.0"
         banner(int(a[1]), bytes.fromhex(a[2]), bind)
