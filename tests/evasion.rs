@@ -809,6 +809,34 @@ fn nothing_a_client_sends_mid_client_hello_restarts_the_stream() {
     }
 }
 
+/// Bytes carried by a SYN or a reset are not stream data: a server delivers a SYN's only with a
+/// valid Fast Open cookie, and a reset's never. A client that puts a ClientHello for an
+/// ordinary name there, to have it read first (the first copy of a byte wins), and then sends
+/// the real one at the same place in the stream, is still seen for what it is.
+#[test]
+fn a_decoy_in_a_syn_or_a_reset_is_not_read_as_the_stream() {
+    let decoy = tv_hello("www.example.com");
+    for (port, in_syn) in [(40104u16, true), (40105, false)] {
+        eprintln!("decoy in the {}", if in_syn { "SYN" } else { "reset" });
+        let mut p = Pcap::new();
+        let server = (ip("203.0.113.44"), 443);
+        let mut c = Tcp::new((ip(CLIENT), port), server);
+        if in_syn {
+            // The decoy where Fast Open data would be: from the first data byte on.
+            p.tcp(&c.seg(true, c.c_isn, fl::SYN, &decoy));
+            p.tcp(&c.seg(false, c.s_isn, fl::SYN | fl::ACK, b""));
+            p.tcp(&c.seg(true, c.c_next, fl::ACK, b""));
+        } else {
+            c.handshake(&mut p);
+            p.tcp(&c.seg(true, c.c_next, fl::RST | fl::ACK, &decoy));
+        }
+        c.client_send(&mut p, &tv_hello("relay.teamviewer.com"));
+        c.server_ack(&mut p);
+        let ev = expect(&analyze(&p, &[]), server, "teamviewer", "tls_sni");
+        assert_eq!(ev["rmm"]["evidence"], "relay.teamviewer.com");
+    }
+}
+
 #[test]
 fn a_syn_ack_before_the_syn_does_not_swap_the_roles_for_good() {
     // The client's host first sends a SYN-ACK on the ports it then connects from: a flow that

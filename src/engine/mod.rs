@@ -776,8 +776,16 @@ impl Engine {
         } else {
             None
         };
-        let payload = p.payload(frame);
         let tcp = p.proto == decode::IPPROTO_TCP;
+        // Bytes carried by a SYN or a reset are not stream data. A server delivers a SYN's data
+        // only with a valid Fast Open cookie, and a reset's never (it answers one in its window
+        // with a challenge ACK, RFC 5961): a client could put a harmless ClientHello there,
+        // have it read first (the first copy of a byte wins), and send the real one after.
+        let payload = if tcp && p.tcp_flags & (tcp_flags::SYN | tcp_flags::RST) != 0 {
+            &[][..]
+        } else {
+            p.payload(frame)
+        };
         let (client_port, server_port) = {
             let f = self.table.flow(idx);
             if f.client_is_a() {
