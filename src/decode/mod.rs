@@ -45,7 +45,6 @@ pub mod tcp_flags {
 }
 
 const MAX_VLAN_TAGS: usize = 4;
-const MAX_EXT_HEADERS: usize = 8;
 
 /// Why a packet could not be decoded. Each kind has its own counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,7 +56,7 @@ pub enum DecodeError {
     BadIpv4 = 1,
     /// The IPv6 header is cut short or invalid.
     BadIpv6 = 2,
-    /// An IPv6 extension header chain is cut short or too long.
+    /// An IPv6 extension header chain is cut short.
     BadIpv6Ext = 3,
     /// The TCP header is cut short or its data offset is invalid.
     BadTcp = 4,
@@ -294,7 +293,11 @@ fn ipv6(frame: &[u8], off: usize, p: &mut Packet) -> Result<(), DecodeError> {
     p.l3_off = off as u16;
     let mut nh = h[6];
     let mut at = off + 40;
-    for _ in 0..MAX_EXT_HEADERS {
+    // However many extension headers there are: a receiver walks them all, so a chain longer
+    // than some limit would carry its payload past an engine that gave up. The walk is bounded by
+    // the packet: every header moves `at` on by at least 8 bytes, and one that ends past the
+    // packet is an error.
+    loop {
         match nh {
             0 | 43 | 60 | 135 | 139 | 140 => {
                 let e = frame.get(at..at + 2).ok_or(DecodeError::BadIpv6Ext)?;
@@ -339,7 +342,6 @@ fn ipv6(frame: &[u8], off: usize, p: &mut Packet) -> Result<(), DecodeError> {
             }
         }
     }
-    Err(DecodeError::BadIpv6Ext)
 }
 
 /// Decodes the TCP or UDP header at `at`, with the datagram ending at `end`.
@@ -452,6 +454,48 @@ mod tests {
         let mut p = Packet::default();
         decode(1, &f, &mut p).unwrap();
         assert_eq!(p.payload(&f), b"x");
+    }
+
+    /// An IPv6 TCP packet behind `n` destination-options headers (8 bytes each, PadN).
+    fn tcp_v6_behind_options(n: usize, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 14];
+        f[12..14].copy_from_slice(&[0x86, 0xdd]);
+        let plen = 8 * n + 20 + payload.len();
+        let mut ip = vec![0x60, 0, 0, 0, (plen >> 8) as u8, plen as u8, 60, 64];
+        ip.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        ip.extend_from_slice(&[0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+        f.append(&mut ip);
+        for i in 0..n {
+            let next = if i + 1 == n { IPPROTO_TCP } else { 60 };
+            f.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]);
+        }
+        let mut tcp = vec![0u8; 20];
+        tcp[0..2].copy_from_slice(&1234u16.to_be_bytes());
+        tcp[2..4].copy_from_slice(&443u16.to_be_bytes());
+        tcp[12] = 5 << 4;
+        tcp[13] = tcp_flags::ACK;
+        f.append(&mut tcp);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn any_number_of_ipv6_extension_headers_is_walked() {
+        // A receiver walks the whole chain, so the engine must too: a limit would let a payload
+        // behind one more header pass unread.
+        for n in [1, 8, 9, 40, 1000] {
+            let f = tcp_v6_behind_options(n, b"hello");
+            let mut p = Packet::default();
+            decode(1, &f, &mut p).unwrap_or_else(|e| panic!("{n} headers: {e:?}"));
+            assert_eq!(p.proto, IPPROTO_TCP);
+            assert_eq!(p.dport, 443);
+            assert_eq!(p.payload(&f), b"hello", "{n} headers");
+        }
+        // A chain that runs past the packet is still an error.
+        let f = tcp_v6_behind_options(12, b"");
+        let cut = &f[..14 + 40 + 8 * 11 + 4];
+        let mut p = Packet::default();
+        assert_eq!(decode(1, cut, &mut p), Err(DecodeError::BadIpv6Ext));
     }
 
     #[test]
