@@ -345,7 +345,7 @@ fn single(
             let v = eng.process(p.ts_ns, p.link, p.data);
             last = last.max(p.ts_ns);
             if let Some(pw) = passed.as_mut() {
-                if v != Verdict::Block {
+                if !matches!(v, Verdict::Block | Verdict::Drop) {
                     pw.write(p.link, p.ts_ns, p.data, p.orig_len)?;
                 }
             }
@@ -450,7 +450,8 @@ fn multi(
                     for pr in &batch {
                         let data =
                             &maps[pr.file as usize].bytes()[pr.start..pr.start + pr.len as usize];
-                        if eng.process(pr.ts_ns, pr.link, data) == Verdict::Block && want_drops {
+                        let v = eng.process(pr.ts_ns, pr.link, data);
+                        if matches!(v, Verdict::Block | Verdict::Drop) && want_drops {
                             drops.push(pr.seq);
                         }
                         last = pr.ts_ns;

@@ -837,6 +837,59 @@ fn a_decoy_in_a_syn_or_a_reset_is_not_read_as_the_stream() {
     }
 }
 
+/// Insertion: bytes that pass the gateway but never reach the server (a TTL that runs out past
+/// the gateway, a timestamp the server's PAWS check refuses), then the real bytes at the same
+/// place. Here the client's host sends a whole ClientHello for an ordinary name that way, then
+/// the real one for relay.teamviewer.com, which the server acknowledges. The engine read the
+/// decoy first and, before, decided the flow to pass on it at once: the real ClientHello went
+/// through. Now the decoy's ordinary name waits for the server's acknowledgement, which never
+/// covers it, and the real copy, which conflicts with what was read, is dropped (nothing the
+/// engine did not read reaches the server), and counted.
+#[test]
+fn an_inserted_decoy_does_not_let_the_real_client_hello_through() {
+    let real = tv_hello("relay.teamviewer.com");
+    let decoy = tv_hello("images12.example.org");
+    assert_eq!(real.len(), decoy.len());
+    let mut p = Pcap::new();
+    let server = (ip("203.0.113.45"), 443);
+    let mut c = Tcp::new((ip(CLIENT), 40106), server);
+    c.handshake(&mut p);
+    c.client_at(&mut p, 0, &decoy);
+    c.client_send(&mut p, &real);
+    // The server got the real one and answers (a ServerHello acknowledges it).
+    c.server_send(&mut p, &[0x16, 3, 3, 0, 4, 2, 0, 0, 0]);
+    c.client_send(&mut p, &[0x14, 3, 3, 0, 1, 1]);
+    let dir = common::tempdir();
+    let (cap, passed) = (dir.path().join("in.pcap"), dir.path().join("passed.pcap"));
+    p.save(&cap);
+    let out = common::run(&[
+        "analyze",
+        "--format",
+        "json",
+        "--write-passed",
+        passed.to_str().unwrap(),
+        cap.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let has = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    let passed = std::fs::read(&passed).unwrap();
+    assert!(
+        has(&passed, b"images12.example.org"),
+        "the decoy itself is forwarded"
+    );
+    assert!(
+        !has(&passed, b"relay.teamviewer.com"),
+        "the real ClientHello would have reached the server"
+    );
+    // That one segment, and only it, would be dropped.
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["packets_blocked"], 1, "{summary}");
+}
+
 #[test]
 fn a_syn_ack_before_the_syn_does_not_swap_the_roles_for_good() {
     // The client's host first sends a SYN-ACK on the ports it then connects from: a flow that

@@ -102,6 +102,11 @@ pub enum Verdict {
     PassDecided,
     /// Drop it: the flow is blocked.
     Block,
+    /// Drop this packet only; the flow is still being inspected. It carried stream bytes that
+    /// differ from those already read at the same place: the earlier copy may never have
+    /// reached the server (an insertion), and forwarding this one would let the server read
+    /// what the engine did not.
+    Drop,
 }
 
 /// A flow decision worth reporting: one per flow with a catalogued tool.
@@ -198,6 +203,9 @@ pub struct Stats {
     pub flows_evicted: u64,
     /// Flows whose inspection was cut short because the inspection pool was full.
     pub inspect_evicted: u64,
+    /// Client segments dropped because they carried bytes other than those already read at
+    /// the same place in the stream (see [`Verdict::Drop`]).
+    pub stream_conflicts: u64,
     /// Fragments seen / datagrams reassembled / dropped.
     pub frag: frag::FragStats,
     /// Decisions per (method, direction, action) for tools: index via [`Stats::decision_index`].
@@ -264,6 +272,7 @@ impl Stats {
         self.flows_ended += o.flows_ended;
         self.flows_evicted += o.flows_evicted;
         self.inspect_evicted += o.inspect_evicted;
+        self.stream_conflicts += o.stream_conflicts;
         self.frag.fragments += o.frag.fragments;
         self.frag.reassembled += o.frag.reassembled;
         self.frag.dropped += o.frag.dropped;
@@ -522,7 +531,7 @@ impl Engine {
             },
         };
         match v {
-            Verdict::Block => {
+            Verdict::Block | Verdict::Drop => {
                 self.stats.dropped += 1;
                 self.stats.dropped_bytes += frame.len() as u64;
             }
@@ -823,6 +832,7 @@ impl Engine {
             self.table.flow_mut(idx).slot = slot;
         }
         let mut outcome = Outcome::Continue;
+        let mut conflict = false;
         if slot != NO_SLOT {
             let cfg = self.cfg.clone();
             let ctx = Ctx {
@@ -862,7 +872,14 @@ impl Engine {
                         stream.set_start(start);
                     }
                 }
+                if dir == 1 && p.tcp_flags & tcp_flags::ACK != 0 {
+                    st.server_ack = Some(match st.server_ack {
+                        Some(a) if (p.ack.wrapping_sub(a) as i32) < 0 => a,
+                        _ => p.ack,
+                    });
+                }
                 let stored = st.streams[dir].stored;
+                let conflicts = st.streams[dir].conflicts;
                 // A ClientHello that announces more bytes than the prefix holds (padding, big
                 // key shares, an SNI placed last) gets a larger client buffer, up to
                 // MAX_CLIENT_HELLO, within a per-worker memory budget.
@@ -881,6 +898,17 @@ impl Engine {
                 }
                 if st.streams[dir].add(p.seq, payload) {
                     outcome = inspect::inspect_tcp(&ctx, st, hs, &mut learn);
+                }
+                // Client bytes that differ from those already read at the same place: one of
+                // the two copies never reached the server (a TTL that runs out past the gateway,
+                // a timestamp the server's PAWS check refuses) or the client is playing games.
+                // The engine keeps what it read, so the new copy is dropped (the server must not
+                // read what the engine did not), and the flow is never decided to pass on what
+                // it holds.
+                if dir == 0 && st.streams[0].conflicts != conflicts {
+                    st.conflict = true;
+                    conflict = true;
+                    self.stats.stream_conflicts += 1;
                 }
                 // Only payload that arrives once this direction's prefix is full uses up the
                 // packet budget. Segments with new bytes, retransmissions and old segments
@@ -912,6 +940,19 @@ impl Engine {
         } else {
             None
         };
+        // Whether the server acknowledged every client byte read (none read counts as yes), and
+        // whether the client ever sent conflicting bytes.
+        let (acked, conflicted) = if slot != NO_SLOT && tcp {
+            let st = &self.pool.get(slot).0;
+            let acked = match (st.streams[0].next_seq(), st.server_ack) {
+                (None, _) => true,
+                (Some(next), Some(ack)) => (ack.wrapping_sub(next) as i32) >= 0,
+                (Some(_), None) => false,
+            };
+            (acked, st.conflict)
+        } else {
+            (true, false)
+        };
         match outcome {
             Outcome::Detected(d) => {
                 if f.state == FlowState::Undecided {
@@ -929,14 +970,20 @@ impl Engine {
                         f.flags & (flags::FIN_A | flags::FIN_B) == flags::FIN_A | flags::FIN_B;
                     let dns_answered = is_dns(&f) && facts.is_some_and(|fa| fa.dns_answered);
                     let too_long = f.pkts[0].saturating_add(f.pkts[1]) >= MAX_INSPECTED_PACKETS;
-                    if inspected >= self.opts.inspect_packets
-                        || both_done
+                    // What the bytes say (an uncatalogued name, both parsers done) decides a
+                    // TCP flow only once the server has acknowledged them: bytes that never
+                    // reach it must not get the flow waved through before the real ones arrive
+                    // (which then conflict, see `conflict` above). The end of the inspection
+                    // budget does not wait: the server's pure ACKs are not queued, and an
+                    // upload may get no other answer for long.
+                    let read = both_done
+                        || (contradicted && f.candidate_conf == 0 && !is_dns(&f))
+                        || (unnamed && f.candidate_method == Method::DnsLearnedIp as u8);
+                    let ended = inspected >= self.opts.inspect_packets
                         || fin_both
                         || dns_answered
-                        || too_long
-                        || (contradicted && f.candidate_conf == 0 && !is_dns(&f))
-                        || (unnamed && f.candidate_method == Method::DnsLearnedIp as u8)
-                    {
+                        || too_long;
+                    if !conflicted && ((read && acked) || ended) {
                         self.finalize(ts_ns, idx);
                     }
                 }
@@ -962,6 +1009,10 @@ impl Engine {
             FlowState::Blocked => {
                 f.dropped += 1;
                 Verdict::Block
+            }
+            FlowState::Undecided if conflict => {
+                f.dropped += 1;
+                Verdict::Drop
             }
             FlowState::Undecided => Verdict::Pass,
             _ if learning => Verdict::Pass,

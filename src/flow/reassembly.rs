@@ -15,6 +15,8 @@ pub struct StreamPrefix {
     pub overflow: bool,
     /// Bytes that arrived again for positions already filled.
     pub overlaps: u32,
+    /// Of those, bytes whose value differed from the one kept.
+    pub conflicts: u32,
     /// Bytes written into the window (each position once), in or out of order.
     pub stored: u32,
 }
@@ -30,6 +32,7 @@ impl StreamPrefix {
             contiguous: 0,
             overflow: false,
             overlaps: 0,
+            conflicts: 0,
             stored: 0,
         }
     }
@@ -43,6 +46,7 @@ impl StreamPrefix {
         self.contiguous = 0;
         self.overflow = false;
         self.overlaps = 0;
+        self.conflicts = 0;
         self.stored = 0;
     }
 
@@ -133,6 +137,9 @@ impl StreamPrefix {
                         self.buf[i + k] = b;
                     } else {
                         self.overlaps = self.overlaps.saturating_add(1);
+                        if self.buf[i + k] != b {
+                            self.conflicts = self.conflicts.saturating_add(1);
+                        }
                     }
                 }
             }
@@ -153,6 +160,11 @@ impl StreamPrefix {
             }
         }
         self.contiguous > before
+    }
+
+    /// The sequence number of the first byte after the contiguous prefix (None before any data).
+    pub fn next_seq(&self) -> Option<u32> {
+        self.base.map(|b| b.wrapping_add(self.contiguous as u32))
     }
 
     /// The contiguous prefix.

@@ -252,6 +252,10 @@ pub struct InspectState {
     pub facts: Facts,
     /// QUIC crypto-stream state (pool index), when the flow is QUIC.
     pub quic: Option<u32>,
+    /// The highest acknowledgement number the server sent (TCP).
+    pub server_ack: Option<u32>,
+    /// The client sent bytes that differ from those already read at the same place.
+    pub conflict: bool,
     /// The flow this slot belongs to.
     pub flow: u32,
     /// When the slot was taken (for eviction under pressure).
@@ -268,6 +272,8 @@ impl InspectState {
             ],
             facts: Facts::default(),
             quic: None,
+            server_ack: None,
+            conflict: false,
             flow: 0,
             since_ns: 0,
         }
@@ -280,6 +286,8 @@ impl InspectState {
         self.first_dgram[1].clear();
         self.facts = Facts::default();
         self.quic = None;
+        self.server_ack = None;
+        self.conflict = false;
     }
 
     /// Bytes held by the slot's buffers.

@@ -573,6 +573,13 @@ pub fn render(hub: &Hub, config: &ConfigHandle, learned: Option<&Learned>) -> St
         "Packets that reached the inspectors.",
         s.inspected_packets,
     );
+    e.single(
+        "rmmguard_stream_conflicts_total",
+        "counter",
+        "Client segments dropped because they carried bytes other than those already read at \
+         the same place in the stream (an insertion attempt, or a broken stack).",
+        s.stream_conflicts,
+    );
     e.family(
         "rmmguard_inspection_duration_seconds",
         "histogram",

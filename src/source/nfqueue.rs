@@ -110,6 +110,8 @@ pub struct Answer {
     pub repeat: bool,
     /// The rmmguard mark bits, 0 = none.
     pub mark: u32,
+    /// Drop this packet (and only it: no mark, the flow is still undecided).
+    pub drop: bool,
 }
 
 /// The answer for an engine verdict.
@@ -118,10 +120,12 @@ pub fn answer(v: Verdict, mode: BlockMode) -> Answer {
         Verdict::Pass => Answer {
             repeat: false,
             mark: 0,
+            drop: false,
         },
         Verdict::PassDecided => Answer {
             repeat: true,
             mark: MARK_ALLOW,
+            drop: false,
         },
         Verdict::Block => Answer {
             repeat: true,
@@ -129,6 +133,12 @@ pub fn answer(v: Verdict, mode: BlockMode) -> Answer {
                 BlockMode::Reject => MARK_REJECT,
                 BlockMode::Drop => MARK_DROP,
             },
+            drop: false,
+        },
+        Verdict::Drop => Answer {
+            repeat: false,
+            mark: 0,
+            drop: true,
         },
     }
 }
@@ -632,7 +642,9 @@ impl NfQueue {
     }
 
     fn answer_packet(&mut self, p: &QueuedPacket<'_>, a: Answer) {
-        if a.repeat {
+        if a.drop {
+            self.send_verdict(NFQNL_MSG_VERDICT, p.id, NF_DROP, None);
+        } else if a.repeat {
             let mark = (p.mark & !MARK_MASK) | (a.mark & MARK_MASK);
             self.send_verdict(NFQNL_MSG_VERDICT, p.id, NF_REPEAT, Some(mark));
         } else {
@@ -919,11 +931,15 @@ mod tests {
             answer(Verdict::PassDecided, BlockMode::Drop),
             Answer {
                 repeat: true,
-                mark: MARK_ALLOW
+                mark: MARK_ALLOW,
+                drop: false,
             }
         );
         assert_eq!(answer(Verdict::Block, BlockMode::Reject).mark, MARK_REJECT);
         assert_eq!(answer(Verdict::Block, BlockMode::Drop).mark, MARK_DROP);
+        // One packet dropped, no mark: the flow stays undecided and queued.
+        let d = answer(Verdict::Drop, BlockMode::Reject);
+        assert!(d.drop && !d.repeat && d.mark == 0);
     }
 
     /// A packet message as the kernel sends it: header, nfgenmsg, packet header, mark, payload.
