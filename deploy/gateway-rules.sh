@@ -28,9 +28,10 @@
 # - only flows still undecided (conntrack mark 0) are queued to rmmguard: UDP and other
 #   protocols within a budget of packets (counted by conntrack, both directions; --budget N,
 #   default 32), TCP with no budget (--tcp-budget none, the default: the engine decides every
-#   TCP flow after at most 4096 bytes each way and a few packets more, and a packet budget is
-#   one a client can use up with pure ACKs, which conntrack counts and the rules do not queue,
-#   before it sends its ClientHello). --tcp-budget N sets one anyway;
+#   TCP flow after at most 4096 bytes each way and a few packets more, one whose client sent
+#   conflicting bytes excepted, and a packet budget is one a client can use up with pure ACKs,
+#   which conntrack counts and the rules do not queue, before it sends its ClientHello).
+#   --tcp-budget N sets one anyway;
 # - of an undecided TCP flow, with --tcp-queue payload (the default), every packet is queued
 #   except pure ACKs: ACK set, SYN, FIN and RST clear, and no payload byte. They carry nothing
 #   to inspect. "No payload" is checked exactly: IP total length == IP header + TCP header length

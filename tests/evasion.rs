@@ -890,6 +890,62 @@ fn an_inserted_decoy_does_not_let_the_real_client_hello_through() {
     assert_eq!(summary["packets_blocked"], 1, "{summary}");
 }
 
+/// What the engine cannot read must not reach the server while a flow is undecided: data on a
+/// client's SYN (Fast Open: a server with a cookie would take it), and client bytes past what
+/// the stream prefix keeps while there is still a hole before them (the prefix may yet grow over
+/// their place, for a large ClientHello: a client could send the real tail first, then a decoy
+/// head that announces it). Each such segment is dropped; the client sends it again, and once
+/// the hole is filled the same bytes pass.
+#[test]
+fn segments_the_engine_cannot_read_are_held_back() {
+    let mut p = Pcap::new();
+    let server = (ip("203.0.113.46"), 443);
+    let mut c = Tcp::new((ip(CLIENT), 40107), server);
+    p.tcp(&c.seg(true, c.c_isn, fl::SYN, b"SYNDATA-tfo"));
+    c.handshake(&mut p);
+    // 200 bytes at offset 5000 (past the 4 KiB prefix), with nothing before them yet.
+    c.client_at(&mut p, 5000, &[b'T'; 200]);
+    // Then the stream from its start (an HTTP request whose body runs past the prefix), and the
+    // tail again.
+    let mut body =
+        b"POST /up HTTP/1.1\r\nHost: files.example.org\r\nContent-Length: 5200\r\n\r\n".to_vec();
+    body.resize(5000, b'x');
+    c.client_send_split(&mut p, &body, 1000);
+    c.client_at(&mut p, 5000, &[b'U'; 200]);
+    let dir = common::tempdir();
+    let (cap, passed) = (dir.path().join("in.pcap"), dir.path().join("passed.pcap"));
+    p.save(&cap);
+    let out = common::run(&[
+        "analyze",
+        "--format",
+        "json",
+        "--write-passed",
+        passed.to_str().unwrap(),
+        cap.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let has = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    let passed = std::fs::read(&passed).unwrap();
+    assert!(
+        !has(&passed, b"SYNDATA-tfo"),
+        "the SYN's data was forwarded"
+    );
+    assert!(
+        !has(&passed, &[b'T'; 200]),
+        "bytes past the prefix, before its hole was filled"
+    );
+    assert!(
+        has(&passed, &[b'U'; 200]),
+        "the same place once the prefix is whole"
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["packets_blocked"], 2, "{summary}");
+}
+
 #[test]
 fn a_syn_ack_before_the_syn_does_not_swap_the_roles_for_good() {
     // The client's host first sends a SYN-ACK on the ports it then connects from: a flow that

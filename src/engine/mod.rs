@@ -203,8 +203,9 @@ pub struct Stats {
     pub flows_evicted: u64,
     /// Flows whose inspection was cut short because the inspection pool was full.
     pub inspect_evicted: u64,
-    /// Client segments dropped because they carried bytes other than those already read at
-    /// the same place in the stream (see [`Verdict::Drop`]).
+    /// Client segments dropped while their flow was undecided because the engine could not
+    /// read what the server would: bytes other than those already read at the same place,
+    /// bytes past the prefix with a hole before them, data on a SYN (see [`Verdict::Drop`]).
     pub stream_conflicts: u64,
     /// Fragments seen / datagrams reassembled / dropped.
     pub frag: frag::FragStats,
@@ -795,6 +796,12 @@ impl Engine {
         } else {
             p.payload(frame)
         };
+        // A client SYN that carries data (Fast Open) is dropped while the flow is undecided: a
+        // server with a valid cookie would take bytes the engine does not read. The client sends
+        // its SYN again without them, and the data after the handshake.
+        let mut unreadable = tcp
+            && p.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
+            && !p.payload(frame).is_empty();
         let (client_port, server_port) = {
             let f = self.table.flow(idx);
             if f.client_is_a() {
@@ -832,7 +839,6 @@ impl Engine {
             self.table.flow_mut(idx).slot = slot;
         }
         let mut outcome = Outcome::Continue;
-        let mut conflict = false;
         if slot != NO_SLOT {
             let cfg = self.cfg.clone();
             let ctx = Ctx {
@@ -904,11 +910,27 @@ impl Engine {
                 // a timestamp the server's PAWS check refuses) or the client is playing games.
                 // The engine keeps what it read, so the new copy is dropped (the server must not
                 // read what the engine did not), and the flow is never decided to pass on what
-                // it holds.
+                // it holds. (Unless the server has acknowledged those bytes already: it drops
+                // the copy itself, as with a keep-alive probe's garbage byte.)
                 if dir == 0 && st.streams[0].conflicts != conflicts {
-                    st.conflict = true;
-                    conflict = true;
-                    self.stats.stream_conflicts += 1;
+                    let end = p.seq.wrapping_add(payload.len() as u32);
+                    let held = st
+                        .server_ack
+                        .is_some_and(|a| (a.wrapping_sub(end) as i32) >= 0);
+                    if !held {
+                        st.conflict = true;
+                        unreadable = true;
+                    }
+                }
+                // Client bytes past what the prefix keeps, while there is still a hole before
+                // them: the engine cannot read them, and the prefix might still grow over their
+                // place, so the server must not get them yet (the client sends them again).
+                if dir == 0
+                    && !payload.is_empty()
+                    && !st.streams[0].full()
+                    && st.streams[0].reaches_past_cap(p.seq, payload.len())
+                {
+                    unreadable = true;
                 }
                 // Only payload that arrives once this direction's prefix is full uses up the
                 // packet budget. Segments with new bytes, retransmissions and old segments
@@ -983,7 +1005,9 @@ impl Engine {
                         || fin_both
                         || dns_answered
                         || too_long;
-                    if !conflicted && ((read && acked) || ended) {
+                    // (Only a pass waits: a flow decided for a tool is refused at once.)
+                    let would_pass = f.candidate_conf == 0 || contradicted;
+                    if !conflicted && ((read && (acked || !would_pass)) || ended) {
                         self.finalize(ts_ns, idx);
                     }
                 }
@@ -1010,8 +1034,9 @@ impl Engine {
                 f.dropped += 1;
                 Verdict::Block
             }
-            FlowState::Undecided if conflict => {
+            FlowState::Undecided if unreadable => {
                 f.dropped += 1;
+                self.stats.stream_conflicts += 1;
                 Verdict::Drop
             }
             FlowState::Undecided => Verdict::Pass,

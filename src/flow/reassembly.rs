@@ -162,6 +162,15 @@ impl StreamPrefix {
         self.contiguous > before
     }
 
+    /// Whether a segment has bytes at or past the cap, which are not kept.
+    pub fn reaches_past_cap(&self, seq: u32, len: usize) -> bool {
+        let Some(base) = self.base else {
+            return false;
+        };
+        let rel = seq.wrapping_sub(base) as i32 as i64;
+        rel + len as i64 > self.buf.len() as i64
+    }
+
     /// The sequence number of the first byte after the contiguous prefix (None before any data).
     pub fn next_seq(&self) -> Option<u32> {
         self.base.map(|b| b.wrapping_add(self.contiguous as u32))

@@ -576,8 +576,9 @@ pub fn render(hub: &Hub, config: &ConfigHandle, learned: Option<&Learned>) -> St
     e.single(
         "rmmguard_stream_conflicts_total",
         "counter",
-        "Client segments dropped because they carried bytes other than those already read at \
-         the same place in the stream (an insertion attempt, or a broken stack).",
+        "Client segments of undecided flows dropped because the engine could not read what the \
+         server would: bytes other than those already read at the same place (insertion), bytes \
+         past the prefix with a hole before them, data on a SYN.",
         s.stream_conflicts,
     );
     e.family(
