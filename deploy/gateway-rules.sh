@@ -33,7 +33,7 @@
 #   which conntrack counts and the rules do not queue, before it sends its ClientHello).
 #   --tcp-budget N sets one anyway;
 # - of an undecided TCP flow, with --tcp-queue payload (the default), every packet is queued
-#   except pure ACKs: ACK set, SYN, FIN and RST clear, and no payload byte. They carry nothing
+#   except pure ACKs: ACK set, SYN, FIN, RST and URG clear, and no payload byte. They carry nothing
 #   to inspect. "No payload" is checked exactly: IP total length == IP header + TCP header length
 #   (IPv4 without options and not a fragment; IPv6 whose next header is TCP; everything else is
 #   queued). --tcp-queue all queues
@@ -197,8 +197,8 @@ nft_table() {
       echo "  chain tcp_$h {"
       if [ "$tcp_queue" != all ]; then
         for d in 8 5 6 7 9 10 11 12 13 14 15; do
-          echo "    meta length $((20 + 4 * d)) ip hdrlength 5 ip frag-off & 0x3fff == 0 tcp flags & (fin | syn | rst | ack) == ack tcp doff $d return"
-          echo "    meta length $((40 + 4 * d)) ip6 nexthdr tcp tcp flags & (fin | syn | rst | ack) == ack tcp doff $d return"
+          echo "    meta length $((20 + 4 * d)) ip hdrlength 5 ip frag-off & 0x3fff == 0 tcp flags & (fin | syn | rst | ack | urg) == ack tcp doff $d return"
+          echo "    meta length $((40 + 4 * d)) ip6 nexthdr tcp tcp flags & (fin | syn | rst | ack | urg) == ack tcp doff $d return"
         done
       fi
       echo "    ct state invalid counter drop"
@@ -223,7 +223,8 @@ nft_table() {
 #   the cheapest test and fails for most packets, so the u32 tests run only for candidates;
 # - IPv4: header length 5 words (no options), not a fragment (MF clear, offset 0);
 #   IPv6: next header TCP (no extension header);
-# - TCP: data offset d; ACK set; SYN, FIN and RST clear. A SYN-ACK is queued even without
+# - TCP: data offset d; ACK set; SYN, FIN, RST and URG clear (an urgent pointer on an empty
+#   segment still tells the server which byte to come is urgent, and the engine must see it). A SYN-ACK is queued even without
 #   payload: it gives the engine the start of the server's byte stream. FINs and RSTs are queued
 #   too: the engine must see a connection end, or a new one that reuses the ports and sequence
 #   numbers would continue the old one's stream, whose bytes would then hide the new ones.
@@ -233,9 +234,9 @@ exempt_tests() {
   for d in 8 5 6 7 9 10 11 12 13 14 15; do
     v=$(( (d << 12) | 0x10 ))
     if [ "$fam" = 4 ]; then
-      echo "-m length --length $((20 + 4 * d)) -m u32 --u32 0>>24&0xF=5&&4&0x3FFF=0&&32>>16&0xF017=$v"
+      echo "-m length --length $((20 + 4 * d)) -m u32 --u32 0>>24&0xF=5&&4&0x3FFF=0&&32>>16&0xF037=$v"
     else
-      echo "-m length --length $((40 + 4 * d)) -m u32 --u32 4>>8&0xFF=6&&52>>16&0xF017=$v"
+      echo "-m length --length $((40 + 4 * d)) -m u32 --u32 4>>8&0xFF=6&&52>>16&0xF037=$v"
     fi
   done
 }

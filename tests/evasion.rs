@@ -894,8 +894,9 @@ fn an_inserted_decoy_does_not_let_the_real_client_hello_through() {
 /// client's SYN (Fast Open: a server with a cookie would take it), and client bytes past what
 /// the stream prefix keeps while there is still a hole before them (the prefix may yet grow over
 /// their place, for a large ClientHello: a client could send the real tail first, then a decoy
-/// head that announces it). Each such segment is dropped; the client sends it again, and once
-/// the hole is filled the same bytes pass.
+/// head that announces it), and urgent data (the server's application never reads the urgent
+/// byte in line; the engine would). Each such segment is dropped; the client sends it again,
+/// and once the hole is filled the same bytes pass.
 #[test]
 fn segments_the_engine_cannot_read_are_held_back() {
     let mut p = Pcap::new();
@@ -912,6 +913,8 @@ fn segments_the_engine_cannot_read_are_held_back() {
     body.resize(5000, b'x');
     c.client_send_split(&mut p, &body, 1000);
     c.client_at(&mut p, 5000, &[b'U'; 200]);
+    let urgent = c.c_isn.wrapping_add(1 + 5200);
+    p.tcp(&c.seg(true, urgent, fl::ACK | fl::URG | fl::PSH, b"URGENT!"));
     let dir = common::tempdir();
     let (cap, passed) = (dir.path().join("in.pcap"), dir.path().join("passed.pcap"));
     p.save(&cap);
@@ -942,8 +945,9 @@ fn segments_the_engine_cannot_read_are_held_back() {
         has(&passed, &[b'U'; 200]),
         "the same place once the prefix is whole"
     );
+    assert!(!has(&passed, b"URGENT!"), "urgent data was forwarded");
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(summary["packets_blocked"], 2, "{summary}");
+    assert_eq!(summary["packets_blocked"], 3, "{summary}");
 }
 
 #[test]

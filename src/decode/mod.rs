@@ -42,6 +42,8 @@ pub mod tcp_flags {
     pub const PSH: u8 = 0x08;
     /// ACK
     pub const ACK: u8 = 0x10;
+    /// URG
+    pub const URG: u8 = 0x20;
 }
 
 const MAX_VLAN_TAGS: usize = 4;

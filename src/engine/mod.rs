@@ -205,7 +205,8 @@ pub struct Stats {
     pub inspect_evicted: u64,
     /// Client segments dropped while their flow was undecided because the engine could not
     /// read what the server would: bytes other than those already read at the same place,
-    /// bytes past the prefix with a hole before them, data on a SYN (see [`Verdict::Drop`]).
+    /// bytes past the prefix with a hole before them, data on a SYN, urgent data (see
+    /// [`Verdict::Drop`]).
     pub stream_conflicts: u64,
     /// Fragments seen / datagrams reassembled / dropped.
     pub frag: frag::FragStats,
@@ -802,6 +803,11 @@ impl Engine {
         let mut unreadable = tcp
             && p.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
             && !p.payload(frame).is_empty();
+        // Urgent data, likewise: the server's application never reads the urgent byte in line
+        // (no TLS library sets SO_OOBINLINE), the engine would, and a client could point the
+        // urgent pointer at a byte it adds to its ClientHello to break the engine's parse.
+        // No protocol rmmguard inspects uses it at the start of a connection.
+        unreadable |= tcp && dir == 0 && p.tcp_flags & tcp_flags::URG != 0;
         let (client_port, server_port) = {
             let f = self.table.flow(idx);
             if f.client_is_a() {

@@ -578,7 +578,7 @@ pub fn render(hub: &Hub, config: &ConfigHandle, learned: Option<&Learned>) -> St
         "counter",
         "Client segments of undecided flows dropped because the engine could not read what the \
          server would: bytes other than those already read at the same place (insertion), bytes \
-         past the prefix with a hole before them, data on a SYN.",
+         past the prefix with a hole before them, data on a SYN, urgent data.",
         s.stream_conflicts,
     );
     e.family(

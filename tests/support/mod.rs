@@ -188,6 +188,7 @@ pub mod fl {
     pub const PSH: u8 = 0x08;
     pub const FIN: u8 = 0x01;
     pub const RST: u8 = 0x04;
+    pub const URG: u8 = 0x20;
 }
 
 /// One TCP segment.
@@ -219,6 +220,10 @@ fn tcp_packet(s: &Segment<'_>, with_eth: bool) -> Vec<u8> {
             }
             if s.flags & fl::RST != 0 {
                 b = b.rst();
+            }
+            if s.flags & fl::URG != 0 {
+                // The urgent pointer on the segment's first byte.
+                b = b.urg(1);
             }
             b.write(&mut out, s.payload).expect("build tcp");
         }};
