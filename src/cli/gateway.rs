@@ -657,8 +657,6 @@ fn worker(
     shared.publish(w, &eng);
 }
 
-/// Publishes worker `w`'s count of skipped packet ids (a store only when it changed: gaps are
-/// rare, and the line is read by the main thread).
 /// Publishes the worker's queue socket backlog and buffer size (one system call; about once a
 /// second, never per packet).
 fn publish_socket_memory(hub: &Hub, w: usize, q: &NfQueue) {
@@ -670,6 +668,8 @@ fn publish_socket_memory(hub: &Hub, w: usize, q: &NfQueue) {
     }
 }
 
+/// Publishes worker `w`'s count of skipped packet ids (a store only when it changed: gaps are
+/// rare, and the line is read by the main thread).
 fn publish_skipped(hub: &Hub, w: usize, q: &NfQueue) {
     let c = &hub.queue_skipped[w].0;
     let n = q.skipped();

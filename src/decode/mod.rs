@@ -424,14 +424,19 @@ mod tests {
             1,
         ];
         f.append(&mut ip);
-        let mut tcp = vec![0u8; 20];
+        f.extend_from_slice(&tcp_header(tcp_flags::SYN));
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// A TCP header from port 1234 to 443, without options.
+    fn tcp_header(flags: u8) -> [u8; 20] {
+        let mut tcp = [0u8; 20];
         tcp[0..2].copy_from_slice(&1234u16.to_be_bytes());
         tcp[2..4].copy_from_slice(&443u16.to_be_bytes());
         tcp[12] = 5 << 4;
-        tcp[13] = tcp_flags::SYN;
-        f.append(&mut tcp);
-        f.extend_from_slice(payload);
-        f
+        tcp[13] = flags;
+        tcp
     }
 
     #[test]
@@ -471,12 +476,7 @@ mod tests {
             let next = if i + 1 == n { IPPROTO_TCP } else { 60 };
             f.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]);
         }
-        let mut tcp = vec![0u8; 20];
-        tcp[0..2].copy_from_slice(&1234u16.to_be_bytes());
-        tcp[2..4].copy_from_slice(&443u16.to_be_bytes());
-        tcp[12] = 5 << 4;
-        tcp[13] = tcp_flags::ACK;
-        f.append(&mut tcp);
+        f.extend_from_slice(&tcp_header(tcp_flags::ACK));
         f.extend_from_slice(payload);
         f
     }

@@ -10,6 +10,7 @@ pub mod learned;
 
 use crate::catalog::{Catalog, Confidence, ToolId};
 use crate::decode::{self, frag, tcp_flags, DecodeError, L3Kind, Packet};
+use crate::flow::reassembly::seq_ge;
 use crate::flow::{flags, Flow, FlowKey, FlowState, FlowTable, Timeouts, NO_SLOT, NO_TOOL};
 use crate::inspect::{self, AppProto, Ctx, Detection, InspectPool, Method, Outcome, SmallStr};
 use crate::policy::{Action, Direction, Policy};
@@ -102,10 +103,10 @@ pub enum Verdict {
     PassDecided,
     /// Drop it: the flow is blocked.
     Block,
-    /// Drop this packet only; the flow is still being inspected. It carried stream bytes that
-    /// differ from those already read at the same place: the earlier copy may never have
-    /// reached the server (an insertion), and forwarding this one would let the server read
-    /// what the engine did not.
+    /// Drop this packet only; the flow is still being inspected. The server would read from it
+    /// what the engine cannot: stream bytes that differ from those already read at the same
+    /// place (the earlier copy may never have reached the server: an insertion), bytes past the
+    /// prefix with a hole before them, data on a SYN, urgent data.
     Drop,
 }
 
@@ -792,17 +793,18 @@ impl Engine {
         // only with a valid Fast Open cookie, and a reset's never (it answers one in its window
         // with a challenge ACK, RFC 5961): a client could put a harmless ClientHello there,
         // have it read first (the first copy of a byte wins), and send the real one after.
+        let carried = p.payload(frame);
         let payload = if tcp && p.tcp_flags & (tcp_flags::SYN | tcp_flags::RST) != 0 {
             &[][..]
         } else {
-            p.payload(frame)
+            carried
         };
         // A client SYN that carries data (Fast Open) is dropped while the flow is undecided: a
         // server with a valid cookie would take bytes the engine does not read. The client sends
         // its SYN again without them, and the data after the handshake.
         let mut unreadable = tcp
             && p.tcp_flags & (tcp_flags::SYN | tcp_flags::ACK) == tcp_flags::SYN
-            && !p.payload(frame).is_empty();
+            && !carried.is_empty();
         // Urgent data, likewise: the server's application never reads the urgent byte in line
         // (no TLS library sets SO_OOBINLINE), the engine would, and a client could point the
         // urgent pointer at a byte it adds to its ClientHello to break the engine's parse.
@@ -886,7 +888,7 @@ impl Engine {
                 }
                 if dir == 1 && p.tcp_flags & tcp_flags::ACK != 0 {
                     st.server_ack = Some(match st.server_ack {
-                        Some(a) if (p.ack.wrapping_sub(a) as i32) < 0 => a,
+                        Some(a) if !seq_ge(p.ack, a) => a,
                         _ => p.ack,
                     });
                 }
@@ -920,9 +922,7 @@ impl Engine {
                 // the copy itself, as with a keep-alive probe's garbage byte.)
                 if dir == 0 && st.streams[0].conflicts != conflicts {
                     let end = p.seq.wrapping_add(payload.len() as u32);
-                    let held = st
-                        .server_ack
-                        .is_some_and(|a| (a.wrapping_sub(end) as i32) >= 0);
+                    let held = st.server_ack.is_some_and(|a| seq_ge(a, end));
                     if !held {
                         st.conflict = true;
                         unreadable = true;
@@ -974,7 +974,7 @@ impl Engine {
             let st = &self.pool.get(slot).0;
             let acked = match (st.streams[0].next_seq(), st.server_ack) {
                 (None, _) => true,
-                (Some(next), Some(ack)) => (ack.wrapping_sub(next) as i32) >= 0,
+                (Some(next), Some(ack)) => seq_ge(ack, next),
                 (Some(_), None) => false,
             };
             (acked, st.conflict)

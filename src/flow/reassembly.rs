@@ -5,6 +5,19 @@
 //! bitmap records what is present. [`StreamPrefix::data`] is the contiguous prefix from the first
 //! byte of the stream. Nothing beyond the cap is kept, so memory per direction is fixed.
 
+/// Whether sequence number `a` is at or after `b` (serial arithmetic: the two are taken to be
+/// within 2^31 of each other, across wrap-around).
+#[inline]
+pub fn seq_ge(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) >= 0
+}
+
+/// Offset of sequence number `seq` from `base`, negative when before it, across wrap-around.
+#[inline]
+fn offset(base: u32, seq: u32) -> i64 {
+    seq.wrapping_sub(base) as i32 as i64
+}
+
 /// The reassembled prefix of one TCP direction.
 pub struct StreamPrefix {
     buf: Box<[u8]>,
@@ -94,8 +107,7 @@ impl StreamPrefix {
         let base = *self.base.get_or_insert(seq);
         let cap = self.buf.len();
         // Offset of the segment relative to the stream start, allowing for wrap-around.
-        let rel = seq.wrapping_sub(base) as i32 as i64;
-        let (mut start, mut d) = (rel, data);
+        let (mut start, mut d) = (offset(base, seq), data);
         if start < 0 {
             // Starts before the stream start (a retransmission that covers it): cut the head.
             let cut = (-start) as usize;
@@ -167,8 +179,7 @@ impl StreamPrefix {
         let Some(base) = self.base else {
             return false;
         };
-        let rel = seq.wrapping_sub(base) as i32 as i64;
-        rel + len as i64 > self.buf.len() as i64
+        offset(base, seq) + len as i64 > self.buf.len() as i64
     }
 
     /// The sequence number of the first byte after the contiguous prefix (None before any data).
