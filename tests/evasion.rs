@@ -25,6 +25,34 @@ fn analyze(p: &Pcap, extra: &[&str]) -> Vec<Value> {
     common::analyze_events(&path, extra)
 }
 
+/// Analyzes the capture with `--write-passed`: the bytes of the capture of what the gateway
+/// would forward, and the JSON summary.
+fn analyze_passed(p: &Pcap) -> (Vec<u8>, Value) {
+    let dir = common::tempdir();
+    let (cap, passed) = (dir.path().join("in.pcap"), dir.path().join("passed.pcap"));
+    p.save(&cap);
+    let out = common::run(&[
+        "analyze",
+        "--format",
+        "json",
+        "--write-passed",
+        passed.to_str().unwrap(),
+        cap.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = serde_json::from_slice(&out.stdout).unwrap();
+    (std::fs::read(&passed).unwrap(), summary)
+}
+
+/// Whether `needle` occurs in `hay`.
+fn has(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
 /// The one event of the flow to `server`, which must be `tool` by `method`.
 fn expect(events: &[Value], server: (IpAddr, u16), tool: &str, method: &str) -> Value {
     let evs = support::events_to(events, server);
@@ -859,24 +887,7 @@ fn an_inserted_decoy_does_not_let_the_real_client_hello_through() {
     // The server got the real one and answers (a ServerHello acknowledges it).
     c.server_send(&mut p, &[0x16, 3, 3, 0, 4, 2, 0, 0, 0]);
     c.client_send(&mut p, &[0x14, 3, 3, 0, 1, 1]);
-    let dir = common::tempdir();
-    let (cap, passed) = (dir.path().join("in.pcap"), dir.path().join("passed.pcap"));
-    p.save(&cap);
-    let out = common::run(&[
-        "analyze",
-        "--format",
-        "json",
-        "--write-passed",
-        passed.to_str().unwrap(),
-        cap.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let has = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
-    let passed = std::fs::read(&passed).unwrap();
+    let (passed, summary) = analyze_passed(&p);
     assert!(
         has(&passed, b"images12.example.org"),
         "the decoy itself is forwarded"
@@ -886,7 +897,6 @@ fn an_inserted_decoy_does_not_let_the_real_client_hello_through() {
         "the real ClientHello would have reached the server"
     );
     // That one segment, and only it, would be dropped.
-    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["packets_blocked"], 1, "{summary}");
 }
 
@@ -915,24 +925,7 @@ fn segments_the_engine_cannot_read_are_held_back() {
     c.client_at(&mut p, 5000, &[b'U'; 200]);
     let urgent = c.c_isn.wrapping_add(1 + 5200);
     p.tcp(&c.seg(true, urgent, fl::ACK | fl::URG | fl::PSH, b"URGENT!"));
-    let dir = common::tempdir();
-    let (cap, passed) = (dir.path().join("in.pcap"), dir.path().join("passed.pcap"));
-    p.save(&cap);
-    let out = common::run(&[
-        "analyze",
-        "--format",
-        "json",
-        "--write-passed",
-        passed.to_str().unwrap(),
-        cap.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let has = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
-    let passed = std::fs::read(&passed).unwrap();
+    let (passed, summary) = analyze_passed(&p);
     assert!(
         !has(&passed, b"SYNDATA-tfo"),
         "the SYN's data was forwarded"
@@ -946,7 +939,6 @@ fn segments_the_engine_cannot_read_are_held_back() {
         "the same place once the prefix is whole"
     );
     assert!(!has(&passed, b"URGENT!"), "urgent data was forwarded");
-    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["packets_blocked"], 3, "{summary}");
 }
 

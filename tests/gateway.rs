@@ -173,6 +173,28 @@ impl Gw {
         self.children.push(c);
     }
 
+    /// Starts `probe.py banner` on `port` in the server namespace (sends the bytes `banner_hex`
+    /// on each connection, then echoes) and waits until it listens.
+    fn banner_server(&mut self, port: u16, banner_hex: &str) {
+        let p = script("tests/netns/probe.py");
+        let port_s = port.to_string();
+        self.spawn(
+            's',
+            &["python3", &p, "banner", &port_s, banner_hex],
+            &format!("banner-{port}.log"),
+        );
+        self.wait_listen('s', port, false);
+    }
+
+    /// Puts the queue rules up on queues 0-1 and starts rmmguard inline on them with
+    /// [`OUTBOUND_POLICY`]; returns the policy file's path (to start rmmguard again).
+    fn inline_outbound(&mut self) -> String {
+        self.rules(&["up", "--queues", "0-1"]);
+        let pol = self.policy(OUTBOUND_POLICY);
+        self.start_inline(&["--policy", &pol]);
+        pol
+    }
+
     /// Waits until something listens on `port` in the server namespace.
     fn wait_listen(&self, which: char, port: u16, udp: bool) {
         let flag = if udp { "-Hlun" } else { "-Hltn" };
@@ -601,9 +623,7 @@ fn dns_learned_address_without_sni_is_refused() {
         "dnsmasq.log",
     );
     g.wait_listen('s', 53, true);
-    g.rules(&["up", "--queues", "0-1"]);
-    let pol = g.policy(OUTBOUND_POLICY);
-    g.start_inline(&["--policy", &pol]);
+    g.inline_outbound();
     let answer = g.probe(&["dns", SERVER, "boot.net.anydesk.com"]);
     assert_eq!(answer.trim(), SERVER, "DNS answer through the gateway");
     // TLS to the bare address: no SNI, so only the learned address tells what it is.
@@ -665,16 +685,8 @@ fn dns_learned_address_without_sni_is_refused() {
 #[test]
 fn vnc_banner_on_443_is_blocked() {
     let Some(mut g) = Gw::new("vn") else { return };
-    let p = script("tests/netns/probe.py");
-    g.spawn(
-        's',
-        &["python3", &p, "banner", "443", &hex(b"RFB 003.008\n")],
-        "vnc.log",
-    );
-    g.wait_listen('s', 443, false);
-    g.rules(&["up", "--queues", "0-1"]);
-    let pol = g.policy(OUTBOUND_POLICY);
-    g.start_inline(&["--policy", &pol]);
+    g.banner_server(443, &hex(b"RFB 003.008\n"));
+    g.inline_outbound();
     let out = g.probe(&["connect", SERVER, "443", "--wait", "2"]);
     assert!(out.starts_with("connect ok"), "{out}");
     assert!(
@@ -695,19 +707,11 @@ fn vnc_banner_on_443_is_blocked() {
 #[test]
 fn connection_to_port_5938_is_refused() {
     let Some(mut g) = Gw::new("tv") else { return };
-    let p = script("tests/netns/probe.py");
-    g.spawn(
-        's',
-        &["python3", &p, "banner", "5938", &hex(b"hello")],
-        "tv.log",
-    );
-    g.wait_listen('s', 5938, false);
+    g.banner_server(5938, &hex(b"hello"));
     // Without rmmguard the server answers.
     let out = g.probe(&["connect", SERVER, "5938"]);
     assert!(out.contains(&hex(b"hello")), "{out}");
-    g.rules(&["up", "--queues", "0-1"]);
-    let pol = g.policy(OUTBOUND_POLICY);
-    g.start_inline(&["--policy", &pol]);
+    g.inline_outbound();
     let out = g.probe(&["connect", SERVER, "5938"]);
     assert!(out.starts_with("connect refused"), "{out}");
     let e = g.wait_event("teamviewer", "blocked");
@@ -717,14 +721,8 @@ fn connection_to_port_5938_is_refused() {
 #[test]
 fn inbound_rdp_to_a_home_server_is_blocked() {
     let Some(mut g) = Gw::new("rd") else { return };
-    let p = script("tests/netns/probe.py");
     // X.224 connection confirm as the answer.
-    g.spawn(
-        's',
-        &["python3", &p, "banner", "3389", "0300000b06d00000123400"],
-        "rdp.log",
-    );
-    g.wait_listen('s', 3389, false);
+    g.banner_server(3389, "0300000b06d00000123400");
     g.rules(&["up", "--queues", "0-1"]);
     let pol = g.policy("home_networks = [\"10.201.2.0/24\"]\n");
     g.start_inline(&["--policy", &pol]);
@@ -749,16 +747,9 @@ fn pure_acks_stay_in_the_kernel_but_1_byte_segments_are_all_read() {
     let Some(mut g) = Gw::new("sg") else { return };
     let p = script("tests/netns/probe.py");
     g.spawn('s', &["python3", &p, "sink", "443"], "sink.log");
-    g.spawn(
-        's',
-        &["python3", &p, "banner", "7000", "68656c6c6f"],
-        "banner.log",
-    );
+    g.banner_server(7000, "68656c6c6f");
     g.wait_listen('s', 443, false);
-    g.wait_listen('s', 7000, false);
-    g.rules(&["up", "--queues", "0-1"]);
-    let pol = g.policy(OUTBOUND_POLICY);
-    g.start_inline(&["--policy", &pol]);
+    g.inline_outbound();
 
     // Short connections (connect, read the banner, close): every one is decided when it ends
     // (conntrack mark 1 = allowed), though the kernel kept their pure ACKs.
@@ -823,16 +814,8 @@ fn pure_acks_stay_in_the_kernel_but_1_byte_segments_are_all_read() {
 /// the client saw (None: the namespaces cannot be made here).
 fn trick_mid_client_hello(tag: &str, trick: &str, arg: &str, done: &str) -> Option<(Gw, String)> {
     let mut g = Gw::new(tag)?;
-    let p = script("tests/netns/probe.py");
-    g.spawn(
-        's',
-        &["python3", &p, "banner", "443", "68656c6c6f"],
-        "banner.log",
-    );
-    g.wait_listen('s', 443, false);
-    g.rules(&["up", "--queues", "0-1"]);
-    let pol = g.policy(OUTBOUND_POLICY);
-    g.start_inline(&["--policy", &pol]);
+    g.banner_server(443, "68656c6c6f");
+    g.inline_outbound();
     let hello = support::client_hello(&support::Hello {
         sni: Some("relay.teamviewer.com"),
         ..support::Hello::default()
@@ -951,9 +934,7 @@ fn a_client_spending_a_packet_budget_is_still_refused() {
 fn kill9_fail_open_passes_new_flows_and_restart_resumes_blocking() {
     let Some(mut g) = Gw::new("fo") else { return };
     g.tls_server();
-    g.rules(&["up", "--queues", "0-1"]);
-    let pol = g.policy(OUTBOUND_POLICY);
-    g.start_inline(&["--policy", &pol]);
+    let pol = g.inline_outbound();
     g.assert_curl_reset("relay.teamviewer.com");
     g.kill9_inline();
     // No reader: the queue rule's bypass accepts, so new flows pass.
@@ -1046,9 +1027,7 @@ impl Gw {
 #[test]
 fn restart_under_fail_open_loses_no_queued_packet() {
     let Some(mut g) = Gw::new("rs") else { return };
-    g.rules(&["up", "--queues", "0-1"]);
-    let pol = g.policy(OUTBOUND_POLICY);
-    g.start_inline(&["--policy", &pol]);
+    let pol = g.inline_outbound();
     let flood = g.start_flood();
     // Three restarts while about 2000 new flows a second cross the gateway: SIGTERM, wait for
     // the exit, start again.
@@ -1133,13 +1112,7 @@ fn kill9_under_a_descriptor_store_loses_no_queued_packet() {
     );
     // The harness (and with it rmmguard) is stopped by the guard if the test fails.
     g.children.push(harness);
-    let p = script("tests/netns/probe.py");
-    g.spawn(
-        's',
-        &["python3", &p, "banner", "5938", &hex(b"hello")],
-        "tv.log",
-    );
-    g.wait_listen('s', 5938, false);
+    g.banner_server(5938, &hex(b"hello"));
     let flood = g.start_flood();
     for _ in 0..3 {
         std::thread::sleep(Duration::from_millis(500));
@@ -1428,9 +1401,7 @@ fn queue_overflow_case(unprivileged: bool) {
 fn reload_applies_a_valid_policy_and_keeps_the_old_one_on_error() {
     let Some(mut g) = Gw::new("rl") else { return };
     g.tls_server();
-    g.rules(&["up", "--queues", "0-1"]);
-    let pol = g.policy(OUTBOUND_POLICY);
-    g.start_inline(&["--policy", &pol]);
+    let pol = g.inline_outbound();
     g.assert_curl_reset("relay.teamviewer.com");
     let pid_file = g.path("rmmguard.pid").to_string_lossy().into_owned();
     let reload = || {

@@ -122,13 +122,14 @@ def raw_tcp(src, sport, dst, dport, seq, ack, flags, ttl=64, count=1):
         r.close()
 
 
-def spoof_reconnect(me, my_port, host, port):
+def spoof_reconnect(s, host, port):
     """Makes the connection look restarted on the same ports: a SYN with a new sequence number
     from this side, with a TTL of 1 so that it dies at the gateway (the server never answers it),
     then at once a SYN-ACK for it that claims to come from the server. Conntrack on the gateway
     takes the pair for a new start of the connection, and so would an engine that read it."""
     import os
 
+    me, my_port = s.getsockname()[:2]
     isn, server_isn = struct.unpack("!II", os.urandom(8))
     raw_tcp(me, my_port, host, port, isn, 0, 0x02, ttl=1)
     raw_tcp(host, port, me, my_port, server_isn, (isn + 1) & 0xFFFFFFFF, 0x12)
@@ -184,8 +185,7 @@ def wait_acked(s):
         time.sleep(0.0002)
 
 
-def connect(host, port, send, wait, segment=False, spoof_after=None, desync_after=None,
-            acks_after=None):
+def connect(host, port, send, wait, segment=False, trick=None):
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(fam, socket.SOCK_STREAM)
     s.settimeout(wait)
@@ -196,28 +196,13 @@ def connect(host, port, send, wait, segment=False, spoof_after=None, desync_afte
         print("connect " + classify(e), flush=True)
         return
     try:
-        if send and spoof_after is not None:
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            s.sendall(send[:spoof_after])
-            wait_acked(s)
-            me, my_port = s.getsockname()[:2]
-            spoof_reconnect(me, my_port, host, port)
-            print("spoofed", flush=True)
-            s.sendall(send[spoof_after:])
-        elif send and desync_after is not None:
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            s.sendall(send[:desync_after])
-            wait_acked(s)
-            desync(s, host, port)
-            print("desynced", flush=True)
-            s.sendall(send[desync_after:])
-        elif send and acks_after is not None:
-            k, n = acks_after
+        if send and trick is not None:
+            # The first k bytes, acknowledged; the trick, which says what it did; the rest.
+            k, play = trick
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             s.sendall(send[:k])
             wait_acked(s)
-            ack_flood(s, host, port, n)
-            print("acked %d" % n, flush=True)
+            print(play(s, host, port), flush=True)
             s.sendall(send[k:])
         elif send and segment:
             send_segments(s, send)
@@ -394,12 +379,17 @@ def main(a):
             send = bytes.fromhex(a[a.index("--send") + 1])
         if "--wait" in a:
             wait = float(a[a.index("--wait") + 1])
-        spoof = int(a[a.index("--spoof-after") + 1]) if "--spoof-after" in a else None
-        des = int(a[a.index("--desync-after") + 1]) if "--desync-after" in a else None
-        acks = None
+        trick = None
+        if "--spoof-after" in a:
+            trick = (int(a[a.index("--spoof-after") + 1]),
+                     lambda s, h, p: spoof_reconnect(s, h, p) or "spoofed")
+        if "--desync-after" in a:
+            trick = (int(a[a.index("--desync-after") + 1]),
+                     lambda s, h, p: desync(s, h, p) or "desynced")
         if "--acks-after" in a:
-            acks = tuple(int(x) for x in a[a.index("--acks-after") + 1].split(":"))
-        connect(a[1], int(a[2]), send, wait, "--segment" in a, spoof, des, acks)
+            k, n = (int(x) for x in a[a.index("--acks-after") + 1].split(":"))
+            trick = (k, lambda s, h, p: ack_flood(s, h, p, n) or "acked %d" % n)
+        connect(a[1], int(a[2]), send, wait, "--segment" in a, trick)
     elif a[0] == "banner":
         bind = a[a.index("--bind") + 1] if "--bind" in a else "0.0.0.0"
         banner(int(a[1]), bytes.fromhex(a[2]), bind)
