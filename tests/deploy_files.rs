@@ -258,3 +258,30 @@ fn systemd_units_verify_cleanly() {
         "systemd-analyze verify warned: {err}"
     );
 }
+
+/// A bad option to `gateway-rules.sh up` is one line naming the option and its value, exit
+/// status 2, before the script touches any rule (so no root and no namespace are needed).
+#[test]
+fn gateway_rules_refuse_bad_options_with_one_line() {
+    let script = common::root().join("deploy/gateway-rules.sh");
+    for (args, expect) in [
+        (&["--tcp-budget", "abc"][..], "bad --tcp-budget 'abc'"),
+        (&["--tcp-budget", "0"][..], "bad --tcp-budget '0'"),
+        (&["--budget", "x"][..], "bad --budget 'x'"),
+        (&["--queues", "3-1"][..], "bad --queues '3-1'"),
+        (&["--tcp-queue", "bogus"][..], "bad --tcp-queue 'bogus'"),
+        (&["--hooks", "bogus"][..], "bad hook 'bogus'"),
+        (&["--frobnicate"][..], "unknown option '--frobnicate'"),
+    ] {
+        let out = std::process::Command::new(&script)
+            .arg("up")
+            .args(args)
+            .output()
+            .expect("run gateway-rules.sh");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(expect), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
