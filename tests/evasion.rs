@@ -28,17 +28,28 @@ fn analyze(p: &Pcap, extra: &[&str]) -> Vec<Value> {
 /// Analyzes the capture with `--write-passed`: the bytes of the capture of what the gateway
 /// would forward, and the JSON summary.
 fn analyze_passed(p: &Pcap) -> (Vec<u8>, Value) {
+    analyze_passed_with(p, None)
+}
+
+/// [`analyze_passed`] under the policy `policy` (TOML text), if given.
+fn analyze_passed_with(p: &Pcap, policy: Option<&str>) -> (Vec<u8>, Value) {
     let dir = common::tempdir();
     let (cap, passed) = (dir.path().join("in.pcap"), dir.path().join("passed.pcap"));
+    let pol = dir.path().join("policy.toml");
     p.save(&cap);
-    let out = common::run(&[
+    let mut args = vec![
         "analyze",
         "--format",
         "json",
         "--write-passed",
         passed.to_str().unwrap(),
-        cap.to_str().unwrap(),
-    ]);
+    ];
+    if let Some(text) = policy {
+        std::fs::write(&pol, text).unwrap();
+        args.extend(["--policy", pol.to_str().unwrap()]);
+    }
+    args.push(cap.to_str().unwrap());
+    let out = common::run(&args);
     assert!(
         out.status.success(),
         "{}",
@@ -876,28 +887,82 @@ fn a_decoy_in_a_syn_or_a_reset_is_not_read_as_the_stream() {
 #[test]
 fn an_inserted_decoy_does_not_let_the_real_client_hello_through() {
     let real = tv_hello("relay.teamviewer.com");
-    let decoy = tv_hello("images12.example.org");
-    assert_eq!(real.len(), decoy.len());
-    let mut p = Pcap::new();
-    let server = (ip("203.0.113.45"), 443);
-    let mut c = Tcp::new((ip(CLIENT), 40106), server);
-    c.handshake(&mut p);
-    c.client_at(&mut p, 0, &decoy);
-    c.client_send(&mut p, &real);
-    // The server got the real one and answers (a ServerHello acknowledges it).
-    c.server_send(&mut p, &[0x16, 3, 3, 0, 4, 2, 0, 0, 0]);
-    c.client_send(&mut p, &[0x14, 3, 3, 0, 1, 1]);
+    let p = decoy_then_real(40106, &tv_hello("images12.example.org"), &real);
     let (passed, summary) = analyze_passed(&p);
-    assert!(
-        has(&passed, b"images12.example.org"),
-        "the decoy itself is forwarded"
+    assert_only_the_decoy_passed(
+        &passed,
+        &summary,
+        b"images12.example.org",
+        b"relay.teamviewer.com",
     );
+}
+
+/// The decoy's name was forwarded, the real one's was not: that one segment, and only it, was
+/// dropped.
+fn assert_only_the_decoy_passed(passed: &[u8], summary: &Value, decoy: &[u8], real: &[u8]) {
+    assert!(has(passed, decoy), "the decoy itself is forwarded");
     assert!(
-        !has(&passed, b"relay.teamviewer.com"),
+        !has(passed, real),
         "the real ClientHello would have reached the server"
     );
-    // That one segment, and only it, would be dropped.
     assert_eq!(summary["packets_blocked"], 1, "{summary}");
+}
+
+/// A connection from client port `port` to 203.0.113.45:443 whose client sends `decoy` where
+/// only the gateway sees it, then `real` at the same place (of the same length), which the
+/// server acknowledges with a ServerHello; then the client's next record.
+fn decoy_then_real(port: u16, decoy: &[u8], real: &[u8]) -> Pcap {
+    assert_eq!(real.len(), decoy.len());
+    let mut p = Pcap::new();
+    let mut c = Tcp::new((ip(CLIENT), port), (ip("203.0.113.45"), 443));
+    c.handshake(&mut p);
+    c.client_at(&mut p, 0, decoy);
+    c.client_send(&mut p, real);
+    c.server_send(&mut p, &[0x16, 3, 3, 0, 4, 2, 0, 0, 0]);
+    c.client_send(&mut p, &[0x14, 3, 3, 0, 1, 1]);
+    p
+}
+
+/// The same with a decoy that names a tool the policy allows (a ScreenConnect tenant): the
+/// detection of it decided the flow to pass at once, and the real ClientHello, for a blocked
+/// tool, went through. A detection that passes now waits for the server's acknowledgement too.
+#[test]
+fn an_inserted_decoy_naming_an_allowed_tool_does_not_let_the_real_one_through() {
+    let policy = format!(
+        "home_networks = [\"{CLIENT}/32\"]\n\n[[allow]]\nname = \"acme-tenant\"\n\
+         tool = \"screenconnect\"\nhosts = [\"acme.screenconnect.com\"]\n"
+    );
+    let real = tv_hello("router1.teamviewer.com");
+    let decoy = tv_hello("acme.screenconnect.com");
+    let p = decoy_then_real(40108, &decoy, &real);
+    let (passed, summary) = analyze_passed_with(&p, Some(&policy));
+    assert_only_the_decoy_passed(
+        &passed,
+        &summary,
+        b"acme.screenconnect.com",
+        b"router1.teamviewer.com",
+    );
+    assert_eq!(summary["allowed_flows"], 0, "{summary}");
+    // Sent in the open, the allowed tenant still passes, and is named.
+    let server = (ip("203.0.113.47"), 443);
+    let mut p = Pcap::new();
+    let mut c = Tcp::new((ip(CLIENT), 40109), server);
+    c.handshake(&mut p);
+    c.client_send(&mut p, &decoy);
+    c.server_send(&mut p, &[0x16, 3, 3, 0, 4, 2, 0, 0, 0]);
+    c.client_send(&mut p, &[0x14, 3, 3, 0, 1, 1]);
+    let (passed, summary) = analyze_passed_with(&p, Some(&policy));
+    assert!(has(&passed, &[0x14, 3, 3, 0, 1, 1]), "{summary}");
+    assert_eq!(summary["packets_blocked"], 0, "{summary}");
+    assert_eq!(summary["allowed_flows"], 1, "{summary}");
+    // And the real one, in the open, is blocked.
+    let mut p = Pcap::new();
+    let mut c = Tcp::new((ip(CLIENT), 40110), server);
+    c.handshake(&mut p);
+    c.client_send(&mut p, &real);
+    let (passed, summary) = analyze_passed_with(&p, Some(&policy));
+    assert!(!has(&passed, b"router1.teamviewer.com"), "{summary}");
+    assert_eq!(summary["blocked_flows"], 1, "{summary}");
 }
 
 /// What the engine cannot read must not reach the server while a flow is undecided: data on a

@@ -984,7 +984,18 @@ impl Engine {
         match outcome {
             Outcome::Detected(d) => {
                 if f.state == FlowState::Undecided {
-                    self.decide(ts_ns, idx, Some(d), facts.as_ref());
+                    // A detection that lets the flow pass (an allowed tool, an alert) waits, as
+                    // a pass on what the bytes say does (below), until the server has
+                    // acknowledged the client bytes read: a client could otherwise send a
+                    // ClientHello that names an allowed tool where only the gateway sees it (a
+                    // TTL that runs out past it), have the flow waved through, then send the
+                    // real one. A detection that blocks is applied at once.
+                    let passes = || self.action_for(idx, &d, facts.as_ref()).0 != Action::Block;
+                    if tcp && slot != NO_SLOT && (!acked || conflicted) && passes() {
+                        self.pool.get(slot).0.pending = Some(d);
+                    } else {
+                        self.decide(ts_ns, idx, Some(d), facts.as_ref());
+                    }
                 }
             }
             Outcome::Continue => {
@@ -1013,7 +1024,14 @@ impl Engine {
                         || too_long;
                     // (Only a pass waits: a flow decided for a tool is refused at once.)
                     let would_pass = f.candidate_conf == 0 || contradicted;
-                    if !conflicted && ((read && (acked || !would_pass)) || ended) {
+                    // A detection held back until the server acknowledges (see above).
+                    let pending = slot != NO_SLOT && self.pool.get(slot).0.pending.is_some();
+                    let go = if pending {
+                        acked || ended
+                    } else {
+                        (read && (acked || !would_pass)) || ended
+                    };
+                    if !conflicted && go {
                         self.finalize(ts_ns, idx);
                     }
                 }
@@ -1059,6 +1077,15 @@ impl Engine {
             return;
         }
         let facts = (f.slot != NO_SLOT).then(|| self.pool.get(f.slot).0.facts);
+        // A detection held back until the server acknowledged its bytes, unless the client
+        // sent conflicting ones since.
+        if f.slot != NO_SLOT {
+            let st = &self.pool.get(f.slot).0;
+            if let Some(d) = st.pending.filter(|_| !st.conflict) {
+                self.decide(ts_ns, idx, Some(d), facts.as_ref());
+                return;
+            }
+        }
         let contradicted = facts.is_some_and(|fa| fa.other_app);
         if f.candidate_conf > 0 && !contradicted {
             let conf = match f.candidate_conf {
@@ -1097,25 +1124,20 @@ impl Engine {
         }
     }
 
-    /// Records the decision for a flow, applies the policy, and queues the event.
-    fn decide(
-        &mut self,
-        ts_ns: u64,
+    /// What the policy does with detection `d` on flow `idx`: the action, the allow rule that
+    /// gave it (if one did), and the flow's direction.
+    fn action_for(
+        &self,
         idx: u32,
-        det: Option<Detection>,
+        d: &Detection,
         facts: Option<&inspect::Facts>,
-    ) {
-        let cfg = self.cfg.clone();
-        let f = self.table.flow_mut(idx);
-        let Some(d) = det else {
-            f.state = FlowState::Clean;
-            f.tool = NO_TOOL;
-            return;
-        };
-        let (client, cport, server, sport) = if f.client_is_a() {
-            (f.key.a, f.key.a_port, f.key.b, f.key.b_port)
+    ) -> (Action, Option<usize>, Direction) {
+        let cfg = &self.cfg;
+        let f = self.table.flow(idx);
+        let (client, server) = if f.client_is_a() {
+            (f.key.a, f.key.b)
         } else {
-            (f.key.b, f.key.b_port, f.key.a, f.key.a_port)
+            (f.key.b, f.key.a)
         };
         let cip = decode::to_ip(&client);
         let sip = decode::to_ip(&server);
@@ -1129,7 +1151,6 @@ impl Engine {
             &sip,
             (!host.is_empty()).then(|| host.as_bytes()),
         );
-        let dns = is_dns(f);
         if d.method == Method::DnsQuery && rule.is_none() {
             if let Some(a) = cfg.policy.dns_query_action {
                 action = a;
@@ -1139,6 +1160,33 @@ impl Engine {
         if action == Action::Block && d.hit.confidence < cfg.policy.min_block_confidence {
             action = Action::Alert;
         }
+        (action, rule, dir)
+    }
+
+    /// Records the decision for a flow, applies the policy, and queues the event.
+    fn decide(
+        &mut self,
+        ts_ns: u64,
+        idx: u32,
+        det: Option<Detection>,
+        facts: Option<&inspect::Facts>,
+    ) {
+        let cfg = self.cfg.clone();
+        let Some(d) = det else {
+            let f = self.table.flow_mut(idx);
+            f.state = FlowState::Clean;
+            f.tool = NO_TOOL;
+            return;
+        };
+        let (action, rule, dir) = self.action_for(idx, &d, facts);
+        let host = facts.map(|fa| fa.host).unwrap_or_default();
+        let f = self.table.flow_mut(idx);
+        let (client, cport, server, sport) = if f.client_is_a() {
+            (f.key.a, f.key.a_port, f.key.b, f.key.b_port)
+        } else {
+            (f.key.b, f.key.b_port, f.key.a, f.key.a_port)
+        };
+        let dns = is_dns(f);
         f.tool = d.hit.tool;
         f.method = d.method as u8;
         f.rule = rule.map_or(0, |r| r as u16 + 1);

@@ -256,6 +256,9 @@ pub struct InspectState {
     pub server_ack: Option<u32>,
     /// The client sent bytes that differ from those already read at the same place.
     pub conflict: bool,
+    /// A detection that lets the flow pass, held until the server has acknowledged the client
+    /// bytes it was read from (TCP; the engine decides the flow then).
+    pub pending: Option<Detection>,
     /// The flow this slot belongs to.
     pub flow: u32,
     /// When the slot was taken (for eviction under pressure).
@@ -274,6 +277,7 @@ impl InspectState {
             quic: None,
             server_ack: None,
             conflict: false,
+            pending: None,
             flow: 0,
             since_ns: 0,
         }
@@ -288,6 +292,7 @@ impl InspectState {
         self.quic = None;
         self.server_ack = None;
         self.conflict = false;
+        self.pending = None;
     }
 
     /// Bytes held by the slot's buffers.
