@@ -122,7 +122,7 @@ inline_up() {
   exit 1
 }
 inline_down() { # $1 = 1: keep the rule counters (of the last churn run, printed at the end)
-  [ "${1:-0}" = 1 ] && ip netns exec "$name-g" iptables -L -v -n -x >"$work/counters"
+  [ "${1:-0}" = 1 ] && ip netns exec "$name-g" iptables -t security -L -v -n -x >"$work/counters"
   kill "$inline_pid"
   wait "$inline_pid" || true
   inline_pid=

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Adds or removes rmmguard's kernel rules in the CURRENT network namespace.
 #
-#   gateway-rules.sh up   [--queues 0-3] [--fail-closed] [--budget N] [--tcp-budget N|none]
+#   gateway-rules.sh up   [--queues 0-3] [--fail-closed] [--budget N|none] [--tcp-budget N|none]
 #                         [--tcp-queue payload|all] [--hooks forward[,input,output]]
 #                         [--drop] [--no-anti-spoof] [--backend auto|nft|iptables]
 #   gateway-rules.sh down
+#   gateway-rules.sh print [up's options]   prints what `up` would install, changes nothing
 #   gateway-rules.sh status
 #   gateway-rules.sh fail-mode       prints fail-open or fail-closed (or down)
 #
-# What `up` installs (see docs/deploy.md, "Deploy on a gateway"):
-# - decided flows are carried by the kernel: conntrack mark 1 = accept, 2 = reject (TCP reset /
+# What `up` installs (see docs/deploy.md, "Deploy on a gateway"). rmmguard only ever adds
+# refusals: what it passes still meets every rule of the gateway's own firewall (an ACCEPT of
+# rmmguard's, or of its queue, ends only rmmguard's own chain);
+# - decided flows are carried by the kernel: conntrack mark 1 = pass, 2 = reject (TCP reset /
 #   ICMP port unreachable), 3 = drop (rmmguard owns the two low bits of the marks);
 # - a packet that rmmguard answered with a mark (repeat verdict) has its mark saved to the
 #   conntrack mark, then is accepted, rejected or dropped;
@@ -17,7 +20,7 @@
 #   rmmguard, per-element timeouts) are refused for new flows;
 # - a packet of an undecided flow (conntrack mark 0, or invalid) whose source address does not
 #   route back through the interface it came in on is dropped (strict reverse-path check, nft
-#   `fib`, at prerouting), so that a host cannot forge packets of the far side of its own flow
+#   `fib`, before the queue), so that a host cannot forge packets of the far side of its own flow
 #   (a SYN-ACK that restarts the flow in rmmguard's eyes, then the rest of a ClientHello read as
 #   a stream joined midway). Decided flows skip the check. --no-anti-spoof leaves it out, for a
 #   gateway whose routes are asymmetric (replies that come back through another interface);
@@ -25,13 +28,15 @@
 #   machine) are dropped, pure ACKs excepted: they have no conntrack mark or packet count for the
 #   queue rules to go by, and a client can make its own segments invalid on purpose (a reset
 #   that dies at the gateway, then a new SYN) to send them unread;
-# - only flows still undecided (conntrack mark 0) are queued to rmmguard: UDP and other
-#   protocols within a budget of packets (counted by conntrack, both directions; --budget N,
-#   default 32), TCP with no budget (--tcp-budget none, the default: the engine decides every
-#   TCP flow after at most 4096 bytes each way and a few packets more, one whose client sent
-#   conflicting bytes excepted, and a packet budget is one a client can use up with pure ACKs,
-#   which conntrack counts and the rules do not queue, before it sends its ClientHello).
-#   --tcp-budget N sets one anyway;
+# - only flows still undecided (conntrack mark 0) are queued to rmmguard, TCP and UDP (other
+#   protocols carry nothing it reads), with no packet budget by default: the engine decides
+#   every UDP flow within 16 datagrams, and every TCP flow after at most 4096 bytes each way and
+#   a few packets more (one whose client sent conflicting bytes excepted). A packet budget needs
+#   conntrack to count the packets of every connection (an accounting extension that every
+#   packet of every flow then updates), and a TCP one is one a client can use up with pure ACKs,
+#   which conntrack counts and the rules do not queue, before it sends its ClientHello.
+#   --budget N (UDP) and --tcp-budget N (TCP) set one anyway (both directions, counted by
+#   conntrack);
 # - of an undecided TCP flow, with --tcp-queue payload (the default), every packet is queued
 #   except pure ACKs: ACK set, SYN, FIN, RST and URG clear, and no payload byte. They carry nothing
 #   to inspect. "No payload" is checked exactly: IP total length == IP header + TCP header length
@@ -41,21 +46,26 @@
 #   rmmguard is bound (fail-open); --fail-closed drops them instead.
 #
 # Backends: the native nftables `queue` statement when the kernel has it (CONFIG_NFT_QUEUE),
-# otherwise iptables-nft (chain RMMGUARD, jumped to from the hooks) for the queue and mark rules;
-# the learned-address sets always live in the nftables table `inet rmmguard`.
+# otherwise iptables-nft's NFQUEUE target for the queue rules (chain RMMGUARD in the security
+# table, jumped to from the end of its hook chains; see ipt_up); everything else always lives in
+# the nftables table `inet rmmguard`.
 # `down` removes exactly what `up` added, whichever backend was used, and nothing else.
 set -euo pipefail
 
 TABLE=rmmguard
 CHAIN=RMMGUARD
 TCHAIN=RMMGUARD_TCP
-CTCHAIN=RMMGUARD_CT
+# The chain of decided flows' marks, in earlier versions (`down` still removes it).
+OLD_CTCHAIN=RMMGUARD_CT
+# The iptables-nft table of the queue rules (see ipt_up).
+IPT_TABLE=security
 MCHAIN=RMMGUARD_MARK
 cmd=${1:-}
 [ $# -gt 0 ] && shift
+case "$cmd" in -h|--help) sed -n '2,10p' "$0"; exit 0 ;; esac
 queues=0
 fail_closed=0
-budget=32
+budget=none
 tcp_budget=none
 tcp_queue=payload
 hooks=forward
@@ -76,13 +86,13 @@ while [ $# -gt 0 ]; do
     --backend) backend=${2:?--backend needs a value}; shift 2 ;;
     --drop) block=drop; shift ;;
     --no-anti-spoof) anti_spoof=0; shift ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) die "unknown option '$1'" ;;
   esac
 done
 
-[[ "$budget" =~ ^[0-9]+$ ]] && [ "$budget" -ge 1 ] && [ "$budget" -le 1000000 ] \
-  || die "bad --budget '$budget' (1 to 1000000 packets)"
+[ "$budget" = none ] || { [[ "$budget" =~ ^[0-9]+$ ]] && [ "$budget" -ge 1 ] \
+  && [ "$budget" -le 1000000 ]; } || die "bad --budget '$budget' (none, or 1 to 1000000 packets)"
 [ "$tcp_budget" = none ] || { [[ "$tcp_budget" =~ ^[0-9]+$ ]] && [ "$tcp_budget" -ge 1 ] \
   && [ "$tcp_budget" -le 1000000 ]; } || die "bad --tcp-budget '$tcp_budget' (none, or 1 to 1000000 packets)"
 if [ "$cmd" = up ] && [ "$tcp_budget" != none ]; then
@@ -143,10 +153,18 @@ queue_ipt() {
   echo "${q[@]}"
 }
 
-# The nftables table. With the native backend it holds every rule; otherwise only the learned
-# sets and the rules that refuse new flows to them.
+# The nftables table. With the native backend it holds every rule; with iptables-nft, whose
+# NFQUEUE target stands in for the missing `queue` statement, everything but the queue rules:
+# the learned sets, the reverse-path check, the rules that act on conntrack marks, and (after
+# the queue) the refusal of a packet that rmmguard answered with mark 2.
+#
+# Every packet of a decided flow crosses these chains, so they are ordered for it: it meets one
+# rule in each. Nothing here asks conntrack to count packets (`ct packets`, `connbytes`) unless
+# a budget was asked for: counting adds an accounting extension to every connection, whose
+# counters every packet then updates (about 0.5 % of the CPU of a bulk transfer through the
+# namespace gateway, measured with perf).
 nft_table() {
-  local native=$1 refuse4 refuse6 prio
+  local native=$1 refuse4 refuse6
   if [ "$block" = drop ]; then
     refuse4="drop"; refuse6="drop"
   else
@@ -157,24 +175,30 @@ nft_table() {
   echo "  set rmm_learned6 { type ipv6_addr; flags timeout; size 65536; }"
   if [ "$anti_spoof" = 1 ]; then
     # Strict reverse-path check for packets of flows rmmguard has not decided (conntrack mark 0,
-    # or no conntrack entry: invalid), at prerouting just after conntrack (-200), so that it
-    # covers forwarded packets and packets to the gateway alike, and fib skips loopback.
+    # or no conntrack entry: invalid), jumped to from the forward and input chains (a packet the
+    # gateway sends has no input interface to check).
     echo "  chain anti_spoof {"
-    echo "    type filter hook prerouting priority -150; policy accept;"
-    echo "    ct mark & 3 == 0 fib saddr . iif oif missing counter drop"
-    echo "    ct state invalid fib saddr . iif oif missing counter drop"
+    echo "    fib saddr . iif oif missing counter drop"
     echo "  }"
   fi
   for h in "${hl[@]}"; do
-    # Before iptables' filter chains (priority 0).
-    prio=-5
+    # Before the filter tables (priority 0) and before the queue.
     echo "  chain $h {"
-    echo "    type filter hook $h priority $prio; policy accept;"
+    echo "    type filter hook $h priority -5; policy accept;"
+    echo "    ct mark & 3 == 1 accept"
+    echo "    ct mark & 3 == 2 meta l4proto tcp reject with tcp reset"
+    echo "    ct mark & 3 == 2 reject"
+    echo "    ct mark & 3 == 3 drop"
     if [ "$native" = 1 ]; then
-      echo "    ct mark & 3 == 1 accept"
-      echo "    ct mark & 3 == 2 meta l4proto tcp reject with tcp reset"
-      echo "    ct mark & 3 == 2 reject"
-      echo "    ct mark & 3 == 3 drop"
+      # A packet rmmguard answered with a mark (repeat verdict): save it, then act on it.
+      echo "    meta mark & 3 == 1 ct mark set ct mark | 1 accept"
+      echo "    meta mark & 3 == 2 ct mark set ct mark | 2 meta l4proto tcp reject with tcp reset"
+      echo "    meta mark & 3 == 2 reject"
+      echo "    meta mark & 3 == 3 ct mark set ct mark | 3 drop"
+    fi
+    if [ "$anti_spoof" = 1 ] && [ "$h" != output ]; then
+      echo "    ct mark & 3 == 0 jump anti_spoof"
+      echo "    ct state invalid jump anti_spoof"
     fi
     if [ "$block" = reject ]; then
       echo "    ct mark & 3 == 0 ip daddr @rmm_learned4 meta l4proto tcp reject with tcp reset"
@@ -183,13 +207,13 @@ nft_table() {
     echo "    ct mark & 3 == 0 ip daddr @rmm_learned4 $refuse4"
     echo "    ct mark & 3 == 0 ip6 daddr @rmm_learned6 $refuse6"
     if [ "$native" = 1 ]; then
-      echo "    meta mark & 3 == 1 ct mark set ct mark | 1 accept"
-      echo "    meta mark & 3 == 2 ct mark set ct mark | 2 meta l4proto tcp reject with tcp reset"
-      echo "    meta mark & 3 == 2 reject"
-      echo "    meta mark & 3 == 3 ct mark set ct mark | 3 drop"
       echo "    ct mark & 3 == 0 meta l4proto tcp goto tcp_$h"
       echo "    ct state invalid meta l4proto tcp goto tcp_$h"
-      echo "    ct mark & 3 == 0 ct packets < $budget $(queue_nft)"
+      if [ "$budget" = none ]; then
+        echo "    ct mark & 3 == 0 meta l4proto udp $(queue_nft)"
+      else
+        echo "    ct mark & 3 == 0 meta l4proto udp ct packets < $budget $(queue_nft)"
+      fi
     fi
     echo "  }"
     if [ "$native" = 1 ]; then
@@ -208,6 +232,16 @@ nft_table() {
       else
         echo "    ct packets < $tcp_budget $(queue_nft)"
       fi
+      echo "  }"
+    else
+      # After the queue (iptables-nft's security table, priority 150): the packet that rmmguard
+      # refused with mark 2 (repeat verdict; RMMGUARD_MARK saved the mark and let it through,
+      # as the security table cannot REJECT).
+      echo "  chain ${h}_refuse {"
+      echo "    type filter hook $h priority 160; policy accept;"
+      echo "    meta mark & 3 != 2 accept"
+      echo "    meta l4proto tcp reject with tcp reset"
+      echo "    reject"
       echo "  }"
     fi
   done
@@ -241,36 +275,43 @@ exempt_tests() {
   done
 }
 
+# The iptables-nft part: the queue rules, in the `security` table (its chains hook in at
+# priority 150, after the filter tables at 0). An ACCEPT there, and the queue's own (a packet
+# rmmguard passed, or the bypass while no rmmguard reads the queue), ends only the security
+# table's chain: the packet still meets every rule of the gateway's own firewall in `filter`
+# and elsewhere. (In `filter`, beside those rules, it would skip the rest of their chain: a
+# flow rmmguard passed would skip the firewall.) The jump is appended to the hook's chain, after
+# any rule of the site's own there.
 ipt_up() {
-  local t=$1 unreach=$2 fam=$3 q tests
+  local t=$1 fam=$2 q tests
   read -r -a q <<<"$(queue_ipt)"
-  for c in "$CHAIN" "$TCHAIN" "$CTCHAIN" "$MCHAIN"; do
-    $t -w -N "$c"
+  for c in "$CHAIN" "$TCHAIN" "$MCHAIN"; do
+    $t -w -t "$IPT_TABLE" -N "$c"
   done
-  # Ordered for the common cases: a packet of an allowed flow meets one rule, a packet of an
-  # undecided flow four before its protocol's queue rules. (Every rule here is an xtables match
-  # run through nft_compat, which costs far more than a native nftables expression.)
-  $t -w -A "$CHAIN" -m connmark --mark 1/3 -j ACCEPT
-  # Blocked flows (conntrack mark 2 or 3).
-  $t -w -A "$CHAIN" -m connmark ! --mark 0/3 -j "$CTCHAIN"
-  $t -w -A "$CTCHAIN" -m connmark --mark 2/3 -p tcp -j REJECT --reject-with tcp-reset
-  $t -w -A "$CTCHAIN" -m connmark --mark 2/3 -j REJECT --reject-with "$unreach"
-  $t -w -A "$CTCHAIN" -j DROP
-  # Packets rmmguard answered with a mark (repeat verdict): save it, then act on it.
-  $t -w -A "$CHAIN" -m mark ! --mark 0/3 -j "$MCHAIN"
-  $t -w -A "$MCHAIN" -j CONNMARK --save-mark --nfmask 3 --ctmask 3
-  $t -w -A "$MCHAIN" -m mark --mark 1/3 -j ACCEPT
-  $t -w -A "$MCHAIN" -m mark --mark 2/3 -p tcp -j REJECT --reject-with tcp-reset
-  $t -w -A "$MCHAIN" -m mark --mark 2/3 -j REJECT --reject-with "$unreach"
-  $t -w -A "$MCHAIN" -j DROP
+  # Ordered for the common cases: a packet of an allowed flow meets one rule (conntrack marks 2
+  # and 3 were refused before), a packet of an undecided flow three before its protocol's queue
+  # rules. (Every rule here is an xtables match run through nft_compat, which costs far more
+  # than a native nftables expression.) RETURN, not ACCEPT: the hook's chain goes on.
+  $t -w -t "$IPT_TABLE" -A "$CHAIN" -m connmark --mark 1/3 -j RETURN
+  # Packets rmmguard answered with a mark (repeat verdict): save it, then act on it (mark 2 is
+  # refused after this table, in the nftables chain <hook>_refuse).
+  $t -w -t "$IPT_TABLE" -A "$CHAIN" -m mark ! --mark 0/3 -g "$MCHAIN"
+  $t -w -t "$IPT_TABLE" -A "$MCHAIN" -j CONNMARK --save-mark --nfmask 3 --ctmask 3
+  $t -w -t "$IPT_TABLE" -A "$MCHAIN" -m mark --mark 3/3 -j DROP
   # Undecided TCP flows: goto, so that a RETURN in $TCHAIN (an exempt pure ACK) goes back to
   # the hook's chain, past the queue rule below.
-  $t -w -A "$CHAIN" -p tcp -g "$TCHAIN"
-  $t -w -A "$CHAIN" -m connbytes --connbytes "0:$budget" \
-    --connbytes-dir both --connbytes-mode packets -j NFQUEUE "${q[@]}"
+  $t -w -t "$IPT_TABLE" -A "$CHAIN" -p tcp -g "$TCHAIN"
+  # Undecided UDP flows (conntrack mark 0: a packet conntrack could not place has no mark, and
+  # passes unread, as before). Other protocols carry nothing rmmguard reads.
+  if [ "$budget" = none ]; then
+    $t -w -t "$IPT_TABLE" -A "$CHAIN" -p udp -m connmark --mark 0/3 -j NFQUEUE "${q[@]}"
+  else
+    $t -w -t "$IPT_TABLE" -A "$CHAIN" -p udp -m connbytes --connbytes "0:$budget" \
+      --connbytes-dir both --connbytes-mode packets -j NFQUEUE "${q[@]}"
+  fi
   if [ "$tcp_queue" != all ]; then
     while read -r -a tests; do
-      $t -w -A "$TCHAIN" -p tcp "${tests[@]}" -j RETURN
+      $t -w -t "$IPT_TABLE" -A "$TCHAIN" -p tcp "${tests[@]}" -j RETURN
     done < <(exempt_tests "$fam")
   fi
   # TCP packets conntrack could not place (invalid: out of its window, or against its state
@@ -280,44 +321,49 @@ ipt_up() {
   # them would not do either: the server discards most invalid segments (bad checksum, no ACK
   # flag, an ACK beyond what it sent), so the engine would read bytes the server never takes.
   # They are dropped, pure ACKs excepted (above).
-  $t -w -A "$TCHAIN" -m conntrack --ctstate INVALID -j DROP
+  $t -w -t "$IPT_TABLE" -A "$TCHAIN" -m conntrack --ctstate INVALID -j DROP
   # Untracked (a `notrack` rule of the site's own): left alone, as conntrack is.
-  $t -w -A "$TCHAIN" -m conntrack --ctstate UNTRACKED -j RETURN
+  $t -w -t "$IPT_TABLE" -A "$TCHAIN" -m conntrack --ctstate UNTRACKED -j RETURN
   if [ "$tcp_budget" = none ]; then
-    $t -w -A "$TCHAIN" -j NFQUEUE "${q[@]}"
+    $t -w -t "$IPT_TABLE" -A "$TCHAIN" -j NFQUEUE "${q[@]}"
   else
-    $t -w -A "$TCHAIN" -m connbytes --connbytes "0:$tcp_budget" \
+    $t -w -t "$IPT_TABLE" -A "$TCHAIN" -m connbytes --connbytes "0:$tcp_budget" \
       --connbytes-dir both --connbytes-mode packets -j NFQUEUE "${q[@]}"
   fi
   for c in "${hook_chains[@]}"; do
-    $t -w -I "$c" 1 -j "$CHAIN"
+    $t -w -t "$IPT_TABLE" -A "$c" -j "$CHAIN"
   done
 }
 
+# Removes the iptables-nft rules and chains, from the security table, and from the filter table
+# where earlier versions put them.
 ipt_down() {
-  local t=$1
+  local t=$1 tab c
   command -v "$t" >/dev/null 2>&1 || return 0
-  for c in FORWARD INPUT OUTPUT; do
-    while $t -w -C "$c" -j "$CHAIN" 2>/dev/null; do
-      $t -w -D "$c" -j "$CHAIN"
+  for tab in "$IPT_TABLE" filter; do
+    for c in FORWARD INPUT OUTPUT; do
+      while $t -w -t "$tab" -C "$c" -j "$CHAIN" 2>/dev/null; do
+        $t -w -t "$tab" -D "$c" -j "$CHAIN"
+      done
     done
-  done
-  local c
-  for c in "$CHAIN" "$TCHAIN" "$CTCHAIN" "$MCHAIN"; do
-    if $t -w -L "$c" -n >/dev/null 2>&1; then
-      $t -w -F "$c"
-    fi
-  done
-  for c in "$CHAIN" "$TCHAIN" "$CTCHAIN" "$MCHAIN"; do
-    if $t -w -L "$c" -n >/dev/null 2>&1; then
-      $t -w -X "$c"
-    fi
+    for c in "$CHAIN" "$TCHAIN" "$OLD_CTCHAIN" "$MCHAIN"; do
+      if $t -w -t "$tab" -L "$c" -n >/dev/null 2>&1; then
+        $t -w -t "$tab" -F "$c"
+      fi
+    done
+    for c in "$CHAIN" "$TCHAIN" "$OLD_CTCHAIN" "$MCHAIN"; do
+      if $t -w -t "$tab" -L "$c" -n >/dev/null 2>&1; then
+        $t -w -t "$tab" -X "$c"
+      fi
+    done
   done
 }
 
 is_up() {
   nft list table inet "$TABLE" >/dev/null 2>&1 && return 0
-  command -v iptables >/dev/null 2>&1 && iptables -w -L "$CHAIN" -n >/dev/null 2>&1 && return 0
+  command -v iptables >/dev/null 2>&1 || return 1
+  iptables -w -t "$IPT_TABLE" -L "$CHAIN" -n >/dev/null 2>&1 && return 0
+  iptables -w -t filter -L "$CHAIN" -n >/dev/null 2>&1 && return 0
   return 1
 }
 
@@ -328,16 +374,16 @@ drop_created() {
   local fam=$1 c text
   for c in FORWARD INPUT OUTPUT; do
     nft list set inet "$TABLE" "created_${fam}_${c,,}" >/dev/null 2>&1 || continue
-    text=$(nft list chain "$fam" filter "$c" 2>/dev/null) || continue
+    text=$(nft list chain "$fam" "$IPT_TABLE" "$c" 2>/dev/null) || continue
     if [[ "$text" == *"policy accept;"* ]] \
       && [ "$(grep -cvE '^\s*(table|chain|type|\})' <<<"$text")" -eq 0 ]; then
-      nft delete chain "$fam" filter "$c"
+      nft delete chain "$fam" "$IPT_TABLE" "$c"
     fi
   done
   if nft list set inet "$TABLE" "created_${fam}_table" >/dev/null 2>&1; then
-    text=$(nft list table "$fam" filter 2>/dev/null) || return 0
+    text=$(nft list table "$fam" "$IPT_TABLE" 2>/dev/null) || return 0
     if ! grep -qE '^\s*(chain|set|map) ' <<<"$text"; then
-      nft delete table "$fam" filter
+      nft delete table "$fam" "$IPT_TABLE"
     fi
   fi
 }
@@ -370,36 +416,52 @@ case "$cmd" in
       nft_table 1 | nft -f -
     else
       need iptables iptables
-      # iptables-nft creates the tables "ip filter" / "ip6 filter" and their builtin chains when
+      # iptables-nft creates the tables "ip security" / "ip6 security" and their builtin chains when
       # they are missing: note which (empty marker sets in our table) so that `down` removes
       # them again, and the ruleset is back to what it was.
       created=()
       for fam in ip ip6; do
-        if ! nft list table "$fam" filter >/dev/null 2>&1; then
+        if ! nft list table "$fam" "$IPT_TABLE" >/dev/null 2>&1; then
           created+=("created_${fam}_table")
         fi
         for c in "${hook_chains[@]}"; do
-          nft list chain "$fam" filter "$c" >/dev/null 2>&1 || created+=("created_${fam}_${c,,}")
+          nft list chain "$fam" "$IPT_TABLE" "$c" >/dev/null 2>&1 || created+=("created_${fam}_${c,,}")
         done
       done
       nft_table 0 | nft -f -
       for m in "${created[@]}"; do
         nft add set inet "$TABLE" "$m" "{ type ipv4_addr; }"
       done
-      ipt_up iptables icmp-port-unreachable 4
+      ipt_up iptables 4
       if command -v ip6tables >/dev/null 2>&1; then
-        ipt_up ip6tables icmp6-port-unreachable 6
+        ipt_up ip6tables 6
       fi
     fi
     trap - ERR
     mode=fail-open; [ "$fail_closed" = 1 ] && mode=fail-closed
     spoof="anti-spoof on"; [ "$anti_spoof" = 1 ] || spoof="anti-spoof off"
-    echo "gateway-rules.sh: up ($backend backend, queues $qlo-$qhi, budget $budget packets, TCP" \
+    echo "gateway-rules.sh: up ($backend backend, queues $qlo-$qhi, UDP budget $budget, TCP" \
       "budget $tcp_budget, TCP queue $tcp_queue, $mode, $spoof)"
     ;;
   down)
     down
     echo "gateway-rules.sh: down"
+    ;;
+  print)
+    # What `up` would install with these options, changing nothing: the nftables table, then,
+    # with the iptables backend, the iptables commands.
+    case "$backend" in
+      auto) if native_queue; then backend=nft; else backend=iptables; fi ;;
+      nft|iptables) ;;
+      *) die "bad --backend '$backend' (auto, nft, iptables)" ;;
+    esac
+    if [ "$backend" = nft ]; then
+      nft_table 1
+    else
+      nft_table 0
+      ipt_up "echo iptables" 4
+      ipt_up "echo ip6tables" 6
+    fi
     ;;
   status)
     if is_up; then echo "up"; else echo "down"; exit 1; fi
@@ -416,6 +478,6 @@ case "$cmd" in
     fi
     ;;
   *)
-    die "usage: gateway-rules.sh up|down|status|fail-mode [options] (see --help)"
+    die "usage: gateway-rules.sh up|down|print|status|fail-mode [options] (see --help)"
     ;;
 esac

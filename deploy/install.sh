@@ -34,7 +34,7 @@ fi
 [ -e /etc/default/rmmguard ] || cat > /etc/default/rmmguard <<'DEF'
 # Queues (one worker thread each; at most one per CPU is useful).
 RMMGUARD_QUEUES=0-3
-# Extra options for gateway-rules.sh up (e.g. --fail-closed, --hooks forward,input, --budget 32,
+# Extra options for gateway-rules.sh up (e.g. --fail-closed, --hooks forward,input, --drop,
 # --no-anti-spoof on a gateway with asymmetric routes: docs/deploy.md, "Crafted packets").
 RMMGUARD_RULES_OPTS=
 # Extra options for rmmguard inline (e.g. --fail-closed, --metrics 127.0.0.1:9977).

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Test helpers run inside the test namespaces (no third-party modules).
 
-  probe.py connect HOST PORT [--send HEX [--segment]] [--wait S]
-      connects, optionally sends bytes, reads what comes back; then sends one more byte and
-      reads again (so a flow that the gateway refuses in the kernel answers with a reset).
+  probe.py connect HOST PORT [--send HEX [--segment]] [--wait S] [--then HEX]
+      connects, optionally sends bytes, reads what comes back; then sends one more byte (or
+      the bytes of --then) and reads again (so a flow that the gateway refuses in the kernel
+      answers with a reset).
       Prints one line per step: "connect ok|refused|reset|timeout", "recv <hex>|reset|eof|timeout".
       --segment sends the bytes one per TCP segment, each once the previous one is acknowledged,
       and prints "sent N" (the bytes sent before the end or an error).
@@ -185,7 +186,7 @@ def wait_acked(s):
         time.sleep(0.0002)
 
 
-def connect(host, port, send, wait, segment=False, trick=None):
+def connect(host, port, send, wait, segment=False, trick=None, then=b"\n"):
     fam = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(fam, socket.SOCK_STREAM)
     s.settimeout(wait)
@@ -208,7 +209,7 @@ def connect(host, port, send, wait, segment=False, trick=None):
             send_segments(s, send)
         elif send:
             s.sendall(send)
-        for _ in range(2):
+        for i in range(2):
             try:
                 d = s.recv(4096)
                 print("recv " + d.hex() if d else "recv eof", flush=True)
@@ -218,7 +219,8 @@ def connect(host, port, send, wait, segment=False, trick=None):
                 print("recv " + classify(e), flush=True)
                 if not isinstance(e, (socket.timeout, TimeoutError)):
                     return
-            s.sendall(b"\n")
+            # After the first answer, `--then` (else a newline); a newline after the second.
+            s.sendall(then if i == 0 else b"\n")
     except OSError as e:
         print("send " + classify(e), flush=True)
     finally:
@@ -389,7 +391,10 @@ def main(a):
         if "--acks-after" in a:
             k, n = (int(x) for x in a[a.index("--acks-after") + 1].split(":"))
             trick = (k, lambda s, h, p: ack_flood(s, h, p, n) or "acked %d" % n)
-        connect(a[1], int(a[2]), send, wait, "--segment" in a, trick)
+        then = b"\n"
+        if "--then" in a:
+            then = bytes.fromhex(a[a.index("--then") + 1])
+        connect(a[1], int(a[2]), send, wait, "--segment" in a, trick, then)
     elif a[0] == "banner":
         bind = a[a.index("--bind") + 1] if "--bind" in a else "0.0.0.0"
         banner(int(a[1]), bytes.fromhex(a[2]), bind)
