@@ -235,13 +235,15 @@ nft_table() {
       echo "  }"
     else
       # After the queue (iptables-nft's security table, priority 150): the packet that rmmguard
-      # refused with mark 2 (repeat verdict; RMMGUARD_MARK saved the mark and let it through,
-      # as the security table cannot REJECT).
+      # refused with mark 2 (repeat verdict; RMMGUARD_MARK saved the mark to the conntrack mark
+      # and let it through, as the security table cannot REJECT). Later packets of the flow were
+      # refused at -5, so only that one gets here with conntrack mark 2. (A packet with no
+      # conntrack entry fails all three rules.)
       echo "  chain ${h}_refuse {"
       echo "    type filter hook $h priority 160; policy accept;"
-      echo "    meta mark & 3 != 2 accept"
-      echo "    meta l4proto tcp reject with tcp reset"
-      echo "    reject"
+      echo "    ct mark & 3 != 2 accept"
+      echo "    ct mark & 3 == 2 meta l4proto tcp reject with tcp reset"
+      echo "    ct mark & 3 == 2 reject"
       echo "  }"
     fi
   done
@@ -301,10 +303,13 @@ ipt_up() {
   # Undecided TCP flows: goto, so that a RETURN in $TCHAIN (an exempt pure ACK) goes back to
   # the hook's chain, past the queue rule below.
   $t -w -t "$IPT_TABLE" -A "$CHAIN" -p tcp -g "$TCHAIN"
-  # Undecided UDP flows (conntrack mark 0: a packet conntrack could not place has no mark, and
-  # passes unread, as before). Other protocols carry nothing rmmguard reads.
+  # Undecided UDP flows (a packet conntrack could not place, invalid, or one of a site's
+  # `notrack` rules, passes unread, as before). Not tested on the mark: a flow that another CPU
+  # has just blocked since this packet passed the chain at -5 is queued rather than passed, and
+  # rmmguard refuses it. Other protocols carry nothing rmmguard reads.
   if [ "$budget" = none ]; then
-    $t -w -t "$IPT_TABLE" -A "$CHAIN" -p udp -m connmark --mark 0/3 -j NFQUEUE "${q[@]}"
+    $t -w -t "$IPT_TABLE" -A "$CHAIN" -p udp -m conntrack ! --ctstate INVALID,UNTRACKED \
+      -j NFQUEUE "${q[@]}"
   else
     $t -w -t "$IPT_TABLE" -A "$CHAIN" -p udp -m connbytes --connbytes "0:$budget" \
       --connbytes-dir both --connbytes-mode packets -j NFQUEUE "${q[@]}"
@@ -367,23 +372,25 @@ is_up() {
   return 1
 }
 
-# Deletes the iptables-nft chains and tables that `up` created, if nothing was put in them since.
+# Deletes the iptables-nft chains and tables that `up` created, if nothing was put in them since:
+# those that the empty marker sets `created_<table>_<family>_...` in our table name (and, for
+# rules that earlier versions put up, `created_<family>_...`: the filter table).
 drop_created() {
   # (Outputs are captured before matching: `nft ... | grep -q` can fail under pipefail when grep
   # exits first.)
-  local fam=$1 c text
+  local fam=$1 tab=$2 pre=$3 c text
   for c in FORWARD INPUT OUTPUT; do
-    nft list set inet "$TABLE" "created_${fam}_${c,,}" >/dev/null 2>&1 || continue
-    text=$(nft list chain "$fam" "$IPT_TABLE" "$c" 2>/dev/null) || continue
+    nft list set inet "$TABLE" "${pre}_${c,,}" >/dev/null 2>&1 || continue
+    text=$(nft list chain "$fam" "$tab" "$c" 2>/dev/null) || continue
     if [[ "$text" == *"policy accept;"* ]] \
       && [ "$(grep -cvE '^\s*(table|chain|type|\})' <<<"$text")" -eq 0 ]; then
-      nft delete chain "$fam" "$IPT_TABLE" "$c"
+      nft delete chain "$fam" "$tab" "$c"
     fi
   done
-  if nft list set inet "$TABLE" "created_${fam}_table" >/dev/null 2>&1; then
-    text=$(nft list table "$fam" "$IPT_TABLE" 2>/dev/null) || return 0
+  if nft list set inet "$TABLE" "${pre}_table" >/dev/null 2>&1; then
+    text=$(nft list table "$fam" "$tab" 2>/dev/null) || return 0
     if ! grep -qE '^\s*(chain|set|map) ' <<<"$text"; then
-      nft delete table "$fam" "$IPT_TABLE"
+      nft delete table "$fam" "$tab"
     fi
   fi
 }
@@ -392,8 +399,14 @@ down() {
   ipt_down iptables
   ipt_down ip6tables
   if nft list table inet "$TABLE" >/dev/null 2>&1; then
-    drop_created ip
-    drop_created ip6
+    for fam in ip ip6; do
+      drop_created "$fam" "$IPT_TABLE" "created_${IPT_TABLE}_${fam}"
+      drop_created "$fam" filter "created_${fam}"
+    done
+    # Conntrack's packet accounting, if `up` turned it on (a budget) and it was off before.
+    if nft list set inet "$TABLE" acct_was_off >/dev/null 2>&1; then
+      sysctl -qw net.netfilter.nf_conntrack_acct=0 2>/dev/null || true
+    fi
     nft delete table inet "$TABLE"
   fi
 }
@@ -410,6 +423,9 @@ case "$cmd" in
       iptables) ;;
       *) die "bad --backend '$backend' (auto, nft, iptables)" ;;
     esac
+    # A packet budget turns on conntrack's packet accounting for the namespace, and removing the
+    # rule does not turn it off: note whether it was off, so that `down` turns it off again.
+    acct_before=$(sysctl -n net.netfilter.nf_conntrack_acct 2>/dev/null || echo 0)
     # On any failure, take back what was added so far.
     trap 'down >/dev/null 2>&1 || true; echo "gateway-rules.sh: up failed; nothing left installed" >&2' ERR
     if [ "$backend" = nft ]; then
@@ -422,10 +438,11 @@ case "$cmd" in
       created=()
       for fam in ip ip6; do
         if ! nft list table "$fam" "$IPT_TABLE" >/dev/null 2>&1; then
-          created+=("created_${fam}_table")
+          created+=("created_${IPT_TABLE}_${fam}_table")
         fi
         for c in "${hook_chains[@]}"; do
-          nft list chain "$fam" "$IPT_TABLE" "$c" >/dev/null 2>&1 || created+=("created_${fam}_${c,,}")
+          nft list chain "$fam" "$IPT_TABLE" "$c" >/dev/null 2>&1 \
+            || created+=("created_${IPT_TABLE}_${fam}_${c,,}")
         done
       done
       nft_table 0 | nft -f -
@@ -436,6 +453,9 @@ case "$cmd" in
       if command -v ip6tables >/dev/null 2>&1; then
         ipt_up ip6tables 6
       fi
+    fi
+    if [ "$acct_before" = 0 ] && { [ "$budget" != none ] || [ "$tcp_budget" != none ]; }; then
+      nft add set inet "$TABLE" acct_was_off "{ type ipv4_addr; }"
     fi
     trap - ERR
     mode=fail-open; [ "$fail_closed" = 1 ] && mode=fail-closed

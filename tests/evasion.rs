@@ -943,8 +943,21 @@ fn an_inserted_decoy_naming_an_allowed_tool_does_not_let_the_real_one_through() 
         b"router1.teamviewer.com",
     );
     assert_eq!(summary["allowed_flows"], 0, "{summary}");
-    // Sent in the open, the allowed tenant still passes, and is named.
+    // Nor does the decoy's first byte sent again 20000 times (the end of the engine's budget for
+    // a flow, which the client alone can bring about): the held detection waits for the server.
     let server = (ip("203.0.113.47"), 443);
+    let mut p = Pcap::new();
+    let mut c = Tcp::new((ip(CLIENT), 40111), server);
+    c.handshake(&mut p);
+    c.client_at(&mut p, 0, &decoy);
+    for _ in 0..20_000 {
+        c.client_at(&mut p, 0, &decoy[..1]);
+    }
+    c.client_send(&mut p, &real);
+    let (passed, summary) = analyze_passed_with(&p, Some(&policy));
+    assert!(!has(&passed, b"router1.teamviewer.com"), "{summary}");
+    assert_eq!(summary["allowed_flows"], 0, "{summary}");
+    // Sent in the open, the allowed tenant still passes, and is named.
     let mut p = Pcap::new();
     let mut c = Tcp::new((ip(CLIENT), 40109), server);
     c.handshake(&mut p);

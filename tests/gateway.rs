@@ -503,7 +503,7 @@ fn rules_up_down_restores_the_ruleset() {
         assert!(up.contains("NFQUEUE"), "no queue rule after {args:?}: {up}");
         // Without a packet budget nothing asks conntrack to count packets: no accounting
         // extension on every connection, for every packet to update. (A budget turns it on for
-        // the namespace, and it stays on: the cases with one come last.)
+        // the namespace; `down` turns it off again.)
         let budget = args.iter().any(|a| a.ends_with("budget"));
         assert_eq!(acct(), if budget { "1" } else { "0" }, "{args:?}");
         // The exemptions of empty segments (RETURN in RMMGUARD_TCP), unless every TCP packet is
@@ -538,6 +538,8 @@ fn rules_up_down_restores_the_ruleset() {
             before,
             "down after {args:?} left a different ruleset"
         );
+        // And conntrack's accounting is off again.
+        assert_eq!(acct(), "0", "after down, {args:?}");
     }
 }
 

@@ -1024,10 +1024,13 @@ impl Engine {
                         || too_long;
                     // (Only a pass waits: a flow decided for a tool is refused at once.)
                     let would_pass = f.candidate_conf == 0 || contradicted;
-                    // A detection held back until the server acknowledges (see above).
+                    // A detection held back until the server acknowledges (see above), and only
+                    // then: the end of the budget does not decide it, since a client alone can
+                    // bring that about (the same decoy again and again, past the gateway only).
+                    // A server that never acknowledges keeps the flow queued, still passing.
                     let pending = slot != NO_SLOT && self.pool.get(slot).0.pending.is_some();
                     let go = if pending {
-                        acked || ended
+                        acked
                     } else {
                         (read && (acked || !would_pass)) || ended
                     };
