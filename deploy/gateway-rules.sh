@@ -207,12 +207,15 @@ nft_table() {
     echo "    ct mark & 3 == 0 ip daddr @rmm_learned4 $refuse4"
     echo "    ct mark & 3 == 0 ip6 daddr @rmm_learned6 $refuse6"
     if [ "$native" = 1 ]; then
-      echo "    ct mark & 3 == 0 meta l4proto tcp goto tcp_$h"
-      echo "    ct state invalid meta l4proto tcp goto tcp_$h"
+      # Undecided flows. Not tested on the conntrack mark again: a flow that another CPU has
+      # just decided since the first rules read it is queued rather than passed unread, and
+      # rmmguard answers for it. (Untracked and invalid UDP pass unread, as conntrack leaves
+      # them; TCP: see its chain.)
+      echo "    meta l4proto tcp goto tcp_$h"
       if [ "$budget" = none ]; then
-        echo "    ct mark & 3 == 0 meta l4proto udp $(queue_nft)"
+        echo "    meta l4proto udp ct state new,established,related $(queue_nft)"
       else
-        echo "    ct mark & 3 == 0 meta l4proto udp ct packets < $budget $(queue_nft)"
+        echo "    meta l4proto udp ct packets < $budget $(queue_nft)"
       fi
     fi
     echo "  }"
