@@ -38,8 +38,9 @@
 #   --budget N (UDP) and --tcp-budget N (TCP) set one anyway (both directions, counted by
 #   conntrack);
 # - of an undecided TCP flow, with --tcp-queue payload (the default), every packet is queued
-#   except pure ACKs: ACK set, SYN, FIN, RST and URG clear, and no payload byte. They carry nothing
-#   to inspect. "No payload" is checked exactly: IP total length == IP header + TCP header length
+#   except the client's pure ACKs: ACK set, SYN, FIN, RST and URG clear, and no payload byte.
+#   They carry nothing to inspect. (The server's are queued: they tell the engine which client
+#   bytes the server took.) "No payload" is checked exactly: IP total length == IP header + TCP header length
 #   (IPv4 without options and not a fragment; IPv6 whose next header is TCP; everything else is
 #   queued). --tcp-queue all queues
 #   every packet. With the default --queue-bypass the kernel accepts queued packets when no
@@ -223,6 +224,12 @@ nft_table() {
       # Undecided TCP flows (see exempt_tests for the pure-ACK tests).
       echo "  chain tcp_$h {"
       if [ "$tcp_queue" != all ]; then
+        # The server's side whole, its pure ACKs included (see ipt_up).
+        if [ "$tcp_budget" = none ]; then
+          echo "    ct direction reply $(queue_nft)"
+        else
+          echo "    ct direction reply ct packets < $tcp_budget $(queue_nft)"
+        fi
         for d in 8 5 6 7 9 10 11 12 13 14 15; do
           echo "    meta length $((20 + 4 * d)) ip hdrlength 5 ip frag-off & 0x3fff == 0 tcp flags & (fin | syn | rst | ack | urg) == ack tcp doff $d return"
           echo "    meta length $((40 + 4 * d)) ip6 nexthdr tcp tcp flags & (fin | syn | rst | ack | urg) == ack tcp doff $d return"
@@ -317,7 +324,16 @@ ipt_up() {
     $t -w -t "$IPT_TABLE" -A "$CHAIN" -p udp -m connbytes --connbytes "0:$budget" \
       --connbytes-dir both --connbytes-mode packets -j NFQUEUE "${q[@]}"
   fi
+  # TCP: the queue rule's budget, if one was asked for.
+  local tb=()
+  [ "$tcp_budget" = none ] || tb=(-m connbytes --connbytes "0:$tcp_budget" \
+    --connbytes-dir both --connbytes-mode packets)
   if [ "$tcp_queue" != all ]; then
+    # Every packet of the server's side, its pure ACKs included: they tell the engine which of
+    # the client's bytes the server really took, and a flow is passed on what the client sent
+    # only once the server has (bytes that end past the gateway, a TTL that runs out, must not
+    # get a flow waved through; see docs/security.md).
+    $t -w -t "$IPT_TABLE" -A "$TCHAIN" -m conntrack --ctdir REPLY "${tb[@]}" -j NFQUEUE "${q[@]}"
     while read -r -a tests; do
       $t -w -t "$IPT_TABLE" -A "$TCHAIN" -p tcp "${tests[@]}" -j RETURN
     done < <(exempt_tests "$fam")
@@ -332,12 +348,7 @@ ipt_up() {
   $t -w -t "$IPT_TABLE" -A "$TCHAIN" -m conntrack --ctstate INVALID -j DROP
   # Untracked (a `notrack` rule of the site's own): left alone, as conntrack is.
   $t -w -t "$IPT_TABLE" -A "$TCHAIN" -m conntrack --ctstate UNTRACKED -j RETURN
-  if [ "$tcp_budget" = none ]; then
-    $t -w -t "$IPT_TABLE" -A "$TCHAIN" -j NFQUEUE "${q[@]}"
-  else
-    $t -w -t "$IPT_TABLE" -A "$TCHAIN" -m connbytes --connbytes "0:$tcp_budget" \
-      --connbytes-dir both --connbytes-mode packets -j NFQUEUE "${q[@]}"
-  fi
+  $t -w -t "$IPT_TABLE" -A "$TCHAIN" "${tb[@]}" -j NFQUEUE "${q[@]}"
   for c in "${hook_chains[@]}"; do
     $t -w -t "$IPT_TABLE" -A "$c" -j "$CHAIN"
   done

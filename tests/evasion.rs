@@ -908,6 +908,32 @@ fn assert_only_the_decoy_passed(passed: &[u8], summary: &Value, decoy: &[u8], re
     assert_eq!(summary["packets_blocked"], 1, "{summary}");
 }
 
+/// The same, with the end of the engine's inspection budget brought about first: the decoy, then
+/// filler to the end of the 4 KiB prefix and 20 copies of its last bytes, all where only the
+/// gateway sees them. The budget's end decided the flow to pass at once; it now waits for the
+/// server's acknowledgement too (the rules queue the server's pure ACKs of undecided flows).
+#[test]
+fn an_inserted_decoy_that_spends_the_inspection_budget_does_not_let_the_real_one_through() {
+    let real = tv_hello("relay.teamviewer.com");
+    let decoy = tv_hello("images12.example.org");
+    let filler = vec![0x17u8; 4096 - decoy.len() + 100];
+    let mut p = Pcap::new();
+    let mut c = Tcp::new((ip(CLIENT), 40112), (ip("203.0.113.48"), 443));
+    c.handshake(&mut p);
+    c.client_at(&mut p, 0, &decoy);
+    c.client_at(&mut p, decoy.len(), &filler);
+    for _ in 0..20 {
+        c.client_at(&mut p, decoy.len() + filler.len() - 50, &filler[..50]);
+    }
+    c.client_send(&mut p, &real);
+    let (passed, summary) = analyze_passed(&p);
+    assert!(
+        !has(&passed, b"relay.teamviewer.com"),
+        "the real ClientHello would have reached the server: {summary}"
+    );
+    assert_eq!(summary["packets_blocked"], 1, "{summary}");
+}
+
 /// A connection from client port `port` to 203.0.113.45:443 whose client sends `decoy` where
 /// only the gateway sees it, then `real` at the same place (of the same length), which the
 /// server acknowledges with a ServerHello; then the client's next record.

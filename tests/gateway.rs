@@ -953,6 +953,14 @@ fn pure_acks_stay_in_the_kernel_but_1_byte_segments_are_all_read() {
         "no pure ACK stayed in the kernel: {}",
         g.counters()
     );
+    // The server's side of an undecided flow is queued whole, its pure ACKs included (they
+    // tell the engine which client bytes the server took).
+    let server_side = g.counter("ctdir REPLY");
+    assert!(
+        server_side > 0,
+        "the server's packets were not queued: {}",
+        g.counters()
+    );
 
     // A ClientHello for a blocked tool, one byte per segment (far more packets than the old
     // 32-packet budget).

@@ -1013,8 +1013,10 @@ impl Engine {
                     // TCP flow only once the server has acknowledged them: bytes that never
                     // reach it must not get the flow waved through before the real ones arrive
                     // (which then conflict, see `conflict` above). The end of the inspection
-                    // budget does not wait: the server's pure ACKs are not queued, and an
-                    // upload may get no other answer for long.
+                    // budget waits likewise, since a client alone can bring it about (a decoy
+                    // padded to fill the prefix, then copies of it, all past the gateway only).
+                    // The gateway rules queue the server's pure ACKs of undecided flows for
+                    // this; a server that never acknowledges keeps the flow queued, passing.
                     let read = both_done
                         || (contradicted && f.candidate_conf == 0 && !is_dns(&f))
                         || (unnamed && f.candidate_method == Method::DnsLearnedIp as u8);
@@ -1032,7 +1034,7 @@ impl Engine {
                     let go = if pending {
                         acked
                     } else {
-                        (read && (acked || !would_pass)) || ended
+                        (read || ended) && (acked || !would_pass)
                     };
                     if !conflicted && go {
                         self.finalize(ts_ns, idx);
