@@ -915,23 +915,71 @@ fn assert_only_the_decoy_passed(passed: &[u8], summary: &Value, decoy: &[u8], re
 #[test]
 fn an_inserted_decoy_that_spends_the_inspection_budget_does_not_let_the_real_one_through() {
     let real = tv_hello("relay.teamviewer.com");
-    let decoy = tv_hello("images12.example.org");
-    let filler = vec![0x17u8; 4096 - decoy.len() + 100];
-    let mut p = Pcap::new();
-    let mut c = Tcp::new((ip(CLIENT), 40112), (ip("203.0.113.48"), 443));
-    c.handshake(&mut p);
-    c.client_at(&mut p, 0, &decoy);
-    c.client_at(&mut p, decoy.len(), &filler);
-    for _ in 0..20 {
-        c.client_at(&mut p, decoy.len() + filler.len() - 50, &filler[..50]);
-    }
-    c.client_send(&mut p, &real);
+    let p = budget_spending_decoy_then((ip(CLIENT), 40112), (ip("203.0.113.48"), 443), &real);
     let (passed, summary) = analyze_passed(&p);
     assert!(
         !has(&passed, b"relay.teamviewer.com"),
         "the real ClientHello would have reached the server: {summary}"
     );
     assert_eq!(summary["packets_blocked"], 1, "{summary}");
+}
+
+/// A connection from `client` to `server` whose client sends, where only the gateway sees them, a
+/// decoy ClientHello for an ordinary name, filler to past the end of the 4 KiB prefix and 20
+/// copies of the filler's last bytes (the end of the inspection budget); then `real` at the
+/// decoy's place.
+fn budget_spending_decoy_then(client: (IpAddr, u16), server: (IpAddr, u16), real: &[u8]) -> Pcap {
+    let decoy = tv_hello("images12.example.org");
+    let filler = vec![0x17u8; 4096 - decoy.len() + 100];
+    let mut p = Pcap::new();
+    let mut c = Tcp::new(client, server);
+    c.handshake(&mut p);
+    c.client_at(&mut p, 0, &decoy);
+    c.client_at(&mut p, decoy.len(), &filler);
+    for _ in 0..20 {
+        c.client_at(&mut p, decoy.len() + filler.len() - 50, &filler[..50]);
+    }
+    c.client_send(&mut p, real);
+    p
+}
+
+/// A port decides a flow at its first packet only when the policy refuses the tool it names.
+/// Where the policy allows the tool (AnyDesk, whose port 6568 is distinctive), the flow was
+/// waved through at its SYN, and a ClientHello for a blocked tool sent on that port went
+/// through unread; now what the flow carries is read first. A decoy sent where only the
+/// gateway sees it, padded out to spend the inspection budget, does not get it waved through
+/// either: the port's pass waits for the server's acknowledgement like any other.
+#[test]
+fn another_tool_on_an_allowed_tools_port_is_still_read() {
+    let policy = format!(
+        "home_networks = [\"{CLIENT}/32\"]\n\n[[allow]]\nname = \"anydesk\"\ntool = \"anydesk\"\n"
+    );
+    let server = (ip("203.0.113.49"), 6568);
+    let real = tv_hello("relay.teamviewer.com");
+    // In the open.
+    let mut p = Pcap::new();
+    let mut c = Tcp::new((ip(CLIENT), 40113), server);
+    c.handshake(&mut p);
+    c.client_send(&mut p, &real);
+    let (passed, summary) = analyze_passed_with(&p, Some(&policy));
+    assert!(!has(&passed, b"relay.teamviewer.com"), "{summary}");
+    assert_eq!(summary["blocked_flows"], 1, "{summary}");
+    // Behind a decoy that spends the budget.
+    let p = budget_spending_decoy_then((ip(CLIENT), 40114), server, &real);
+    let (passed, summary) = analyze_passed_with(&p, Some(&policy));
+    assert!(!has(&passed, b"relay.teamviewer.com"), "{summary}");
+    assert_eq!(summary["allowed_flows"], 0, "{summary}");
+    // The allowed tool itself still passes, named by its port.
+    let mut p = Pcap::new();
+    let mut c = Tcp::new((ip(CLIENT), 40115), server);
+    c.handshake(&mut p);
+    c.client_send(&mut p, b"\x00\x01anydesk-ish");
+    c.server_send(&mut p, b"\x00\x02ok");
+    c.client_send(&mut p, b"\x00\x03more");
+    let (passed, summary) = analyze_passed_with(&p, Some(&policy));
+    assert!(has(&passed, b"\x00\x03more"), "{summary}");
+    assert_eq!(summary["allowed_flows"], 1, "{summary}");
+    assert_eq!(summary["blocked_flows"], 0, "{summary}");
 }
 
 /// A connection from client port `port` to 203.0.113.45:443 whose client sends `decoy` where

@@ -350,6 +350,39 @@ fn announced_tls_handshake(data: &[u8]) -> Option<usize> {
     Some(msg + 4 + 5 * (msg / 16384 + 1))
 }
 
+/// The weak candidate of a flow (a catalogued port, a learned address), as a detection, if it
+/// has one.
+fn candidate(f: &Flow) -> Option<Detection> {
+    if f.candidate_conf == 0 {
+        return None;
+    }
+    let conf = match f.candidate_conf {
+        1 => Confidence::Low,
+        2 => Confidence::Medium,
+        _ => Confidence::High,
+    };
+    let method = inspect::Method::from_u8(f.candidate_method);
+    let (server, sp) = if f.client_is_a() {
+        (f.key.b, f.key.b_port)
+    } else {
+        (f.key.a, f.key.a_port)
+    };
+    let proto = if f.key.proto == decode::IPPROTO_TCP {
+        crate::catalog::Proto::Tcp
+    } else {
+        crate::catalog::Proto::Udp
+    };
+    Some(Detection {
+        hit: crate::catalog::matcher::Hit {
+            tool: f.candidate_tool,
+            indicator: f.rule,
+            confidence: conf,
+        },
+        method,
+        evidence: format_port(proto, sp, method, &server),
+    })
+}
+
 /// However its budget is counted, a flow is decided after this many packets (a ClientHello in
 /// 1-byte segments, each acknowledged, takes about 3000).
 const MAX_INSPECTED_PACKETS: u32 = 20_000;
@@ -754,8 +787,10 @@ impl Engine {
         self.next_id += 1;
         self.stats.flows_created += 1;
         let idx = self.table.insert(flow);
-        // A distinctive port decides the flow at its first packet (an inline gateway then refuses
-        // the SYN itself). Weaker candidates wait for the payload.
+        // A distinctive port decides the flow at its first packet when the policy refuses it (an
+        // inline gateway then refuses the SYN itself). When the policy would let it pass (an
+        // allowed tool's port), what the flow carries is read first, as for weaker candidates:
+        // another tool on the allowed tool's port is still caught.
         if let Some((h, Method::Port | Method::Ip)) = cand {
             if h.confidence == Confidence::High {
                 let method = if self.table.flow(idx).candidate_method == Method::Ip as u8 {
@@ -763,17 +798,14 @@ impl Engine {
                 } else {
                     Method::Port
                 };
-                let ev = format_port(proto, sp, method, server);
-                self.decide(
-                    ts_ns,
-                    idx,
-                    Some(Detection {
-                        hit: h,
-                        method,
-                        evidence: ev,
-                    }),
-                    None,
-                );
+                let d = Detection {
+                    hit: h,
+                    method,
+                    evidence: format_port(proto, sp, method, server),
+                };
+                if self.action_for(idx, &d, None).0 == Action::Block {
+                    self.decide(ts_ns, idx, Some(d), None);
+                }
             }
         }
         idx
@@ -1024,8 +1056,9 @@ impl Engine {
                         || fin_both
                         || dns_answered
                         || too_long;
-                    // (Only a pass waits: a flow decided for a tool is refused at once.)
-                    let would_pass = f.candidate_conf == 0 || contradicted;
+                    // (Only a pass waits: a flow decided for a tool the policy refuses is refused
+                    // at once. A weak candidate the policy lets pass, such as a catalogued port
+                    // of an allowed tool, waits like any other pass.)
                     // A detection held back until the server acknowledges (see above), and only
                     // then: the end of the budget does not decide it, since a client alone can
                     // bring that about (the same decoy again and again, past the gateway only).
@@ -1034,7 +1067,7 @@ impl Engine {
                     let go = if pending {
                         acked
                     } else {
-                        (read || ended) && (acked || !would_pass)
+                        (read || ended) && (acked || !self.would_pass(idx, facts.as_ref()))
                     };
                     if !conflicted && go {
                         self.finalize(ts_ns, idx);
@@ -1092,40 +1125,20 @@ impl Engine {
             }
         }
         let contradicted = facts.is_some_and(|fa| fa.other_app);
-        if f.candidate_conf > 0 && !contradicted {
-            let conf = match f.candidate_conf {
-                1 => Confidence::Low,
-                2 => Confidence::Medium,
-                _ => Confidence::High,
-            };
-            let method = inspect::Method::from_u8(f.candidate_method);
-            let (server, sp) = if f.client_is_a() {
-                (f.key.b, f.key.b_port)
-            } else {
-                (f.key.a, f.key.a_port)
-            };
-            let proto = if f.key.proto == decode::IPPROTO_TCP {
-                crate::catalog::Proto::Tcp
-            } else {
-                crate::catalog::Proto::Udp
-            };
-            let desc = format_port(proto, sp, method, &server);
-            self.decide(
-                ts_ns,
-                idx,
-                Some(Detection {
-                    hit: crate::catalog::matcher::Hit {
-                        tool: f.candidate_tool,
-                        indicator: f.rule,
-                        confidence: conf,
-                    },
-                    method,
-                    evidence: desc,
-                }),
-                facts.as_ref(),
-            );
-        } else {
-            self.decide(ts_ns, idx, None, facts.as_ref());
+        let det = if contradicted { None } else { candidate(&f) };
+        self.decide(ts_ns, idx, det, facts.as_ref());
+    }
+
+    /// Whether deciding flow `idx` now on what was seen would let it pass: nothing named it, what
+    /// the bytes say contradicts its candidate, or the policy does not block its candidate.
+    fn would_pass(&self, idx: u32, facts: Option<&inspect::Facts>) -> bool {
+        let f = self.table.flow(idx);
+        if facts.is_some_and(|fa| fa.other_app) {
+            return true;
+        }
+        match candidate(f) {
+            None => true,
+            Some(c) => self.action_for(idx, &c, facts).0 != Action::Block,
         }
     }
 
