@@ -105,6 +105,10 @@ case "$tcp_queue" in
   payload|all) ;;
   *) die "bad --tcp-queue '$tcp_queue' (payload, all)" ;;
 esac
+case "$backend" in
+  auto|nft|iptables) ;;
+  *) die "bad --backend '$backend' (auto, nft, iptables)" ;;
+esac
 if [[ "$queues" =~ ^([0-9]+)-([0-9]+)$ ]]; then
   qlo=${BASH_REMATCH[1]}; qhi=${BASH_REMATCH[2]}
 elif [[ "$queues" =~ ^[0-9]+$ ]]; then
@@ -136,6 +140,13 @@ native_queue() {
   fi
   nft delete table inet "$probe" 2>/dev/null || true
   return $ok
+}
+
+# `--backend auto`: the native one where the kernel has the queue statement.
+resolve_backend() {
+  if [ "$backend" = auto ]; then
+    if native_queue; then backend=nft; else backend=iptables; fi
+  fi
 }
 
 queue_nft() {
@@ -431,12 +442,10 @@ case "$cmd" in
     modprobe -q nfnetlink_queue 2>/dev/null || true
     modprobe -q xt_NFQUEUE 2>/dev/null || true
     is_up && die "rules are already up in this namespace (run 'down' first)"
-    case "$backend" in
-      auto) if native_queue; then backend=nft; else backend=iptables; fi ;;
-      nft) native_queue || die "this kernel has no nftables queue statement (CONFIG_NFT_QUEUE); use --backend iptables" ;;
-      iptables) ;;
-      *) die "bad --backend '$backend' (auto, nft, iptables)" ;;
-    esac
+    resolve_backend
+    if [ "$backend" = nft ] && ! native_queue; then
+      die "this kernel has no nftables queue statement (CONFIG_NFT_QUEUE); use --backend iptables"
+    fi
     # A packet budget turns on conntrack's packet accounting for the namespace, and removing the
     # rule does not turn it off: note whether it was off, so that `down` turns it off again.
     acct_before=$(sysctl -n net.netfilter.nf_conntrack_acct 2>/dev/null || echo 0)
@@ -484,11 +493,7 @@ case "$cmd" in
   print)
     # What `up` would install with these options, changing nothing: the nftables table, then,
     # with the iptables backend, the iptables commands.
-    case "$backend" in
-      auto) if native_queue; then backend=nft; else backend=iptables; fi ;;
-      nft|iptables) ;;
-      *) die "bad --backend '$backend' (auto, nft, iptables)" ;;
-    esac
+    resolve_backend
     if [ "$backend" = nft ]; then
       nft_table 1
     else

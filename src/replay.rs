@@ -5,7 +5,7 @@
 //! a symmetric hash of the address pair, so both directions and every IP fragment of a flow land
 //! on the same worker), and each worker reads the bytes from the shared map: no copy, no lock.
 
-use crate::engine::{self, ConfigHandle, Engine, Event, FlowRecord, Stats, Verdict};
+use crate::engine::{self, ConfigHandle, Engine, Event, FlowRecord, Stats};
 use crate::output::metrics::WorkerSnapshot;
 use crate::source::pcapfile::{PcapError, PcapReader, PcapWriter, ReaderStats};
 use std::io::Write;
@@ -345,7 +345,7 @@ fn single(
             let v = eng.process(p.ts_ns, p.link, p.data);
             last = last.max(p.ts_ns);
             if let Some(pw) = passed.as_mut() {
-                if !matches!(v, Verdict::Block | Verdict::Drop) {
+                if !v.drops() {
                     pw.write(p.link, p.ts_ns, p.data, p.orig_len)?;
                 }
             }
@@ -450,8 +450,7 @@ fn multi(
                     for pr in &batch {
                         let data =
                             &maps[pr.file as usize].bytes()[pr.start..pr.start + pr.len as usize];
-                        let v = eng.process(pr.ts_ns, pr.link, data);
-                        if matches!(v, Verdict::Block | Verdict::Drop) && want_drops {
+                        if eng.process(pr.ts_ns, pr.link, data).drops() && want_drops {
                             drops.push(pr.seq);
                         }
                         last = pr.ts_ns;

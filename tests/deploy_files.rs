@@ -271,6 +271,7 @@ fn gateway_rules_refuse_bad_options_with_one_line() {
         (&["--queues", "3-1"][..], "bad --queues '3-1'"),
         (&["--tcp-queue", "bogus"][..], "bad --tcp-queue 'bogus'"),
         (&["--hooks", "bogus"][..], "bad hook 'bogus'"),
+        (&["--backend", "bogus"][..], "bad --backend 'bogus'"),
         (&["--frobnicate"][..], "unknown option '--frobnicate'"),
     ] {
         let out = std::process::Command::new(&script)

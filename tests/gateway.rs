@@ -380,17 +380,20 @@ impl Gw {
     /// `iptables -t security -L -v -n -x` on the gateway: every chain of the table that holds
     /// rmmguard's queue rules.
     fn counters(&self) -> String {
-        let o = self.run('g', &["iptables", "-t", "security", "-L", "-v", "-n", "-x"]);
-        String::from_utf8_lossy(&o.stdout).into_owned()
+        self.listing("security", None)
     }
 
-    /// The packets counted by the IPv4 rules whose line contains `pat`, added up.
+    /// `iptables -t TABLE -L [CHAIN] -v -n -x` on the gateway.
+    fn listing(&self, table: &str, chain: Option<&str>) -> String {
+        let mut a = vec!["iptables", "-t", table, "-L"];
+        a.extend(chain);
+        a.extend(["-v", "-n", "-x"]);
+        String::from_utf8_lossy(&self.run('g', &a).stdout).into_owned()
+    }
+
+    /// The packets counted by rmmguard's IPv4 rules whose line contains `pat`, added up.
     fn counter(&self, pat: &str) -> u64 {
-        self.counters()
-            .lines()
-            .filter(|l| l.contains(pat))
-            .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
-            .sum()
+        packets(&self.counters(), pat)
     }
 
     /// Waits (up to 3 s) until no TCP connection on local port `port` is established in `which`.
@@ -464,6 +467,16 @@ name = "acme-tenant"
 tool = "screenconnect"
 hosts = ["acme.screenconnect.com"]
 "#;
+
+/// The packets counted by the rules of an `iptables -L -v -x` listing whose line contains `pat`,
+/// added up.
+fn packets(listing: &str, pat: &str) -> u64 {
+    listing
+        .lines()
+        .filter(|l| l.contains(pat))
+        .filter_map(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
@@ -578,12 +591,12 @@ fn the_gateways_own_firewall_keeps_the_last_word() {
     }
     // The packets the site's rule whose line contains `pat` dropped.
     let site = |g: &Gw, pat: &str| -> u64 {
-        let o = g.run('g', &["iptables", "-L", "FORWARD", "-v", "-n", "-x"]);
-        String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .find(|l| l.contains(pat))
-            .and_then(|l| l.split_whitespace().next()?.parse().ok())
-            .unwrap_or_else(|| panic!("no site rule with '{pat}'"))
+        let listing = g.listing("filter", Some("FORWARD"));
+        assert!(
+            listing.contains(pat),
+            "no site rule with '{pat}': {listing}"
+        );
+        packets(&listing, pat)
     };
     g.inline_outbound();
     let big = "78".repeat(1200);

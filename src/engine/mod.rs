@@ -110,6 +110,14 @@ pub enum Verdict {
     Drop,
 }
 
+impl Verdict {
+    /// Whether the packet is not forwarded ([`Verdict::Block`] or [`Verdict::Drop`]).
+    #[inline]
+    pub fn drops(self) -> bool {
+        matches!(self, Verdict::Block | Verdict::Drop)
+    }
+}
+
 /// A flow decision worth reporting: one per flow with a catalogued tool.
 #[derive(Clone, Copy, Debug)]
 pub struct Event {
@@ -566,15 +574,12 @@ impl Engine {
                 L3Kind::Fragment => self.fragment(ts_ns, &mut p, frame),
             },
         };
-        match v {
-            Verdict::Block | Verdict::Drop => {
-                self.stats.dropped += 1;
-                self.stats.dropped_bytes += frame.len() as u64;
-            }
-            _ => {
-                self.stats.passed += 1;
-                self.stats.passed_bytes += frame.len() as u64;
-            }
+        if v.drops() {
+            self.stats.dropped += 1;
+            self.stats.dropped_bytes += frame.len() as u64;
+        } else {
+            self.stats.passed += 1;
+            self.stats.passed_bytes += frame.len() as u64;
         }
         v
     }
@@ -719,7 +724,7 @@ impl Engine {
             crate::catalog::Proto::Udp
         };
         let m = &self.cfg.catalog.matcher;
-        let (mut sp, cp) = if client_is_a {
+        let (sp, cp) = if client_is_a {
             (key.b_port, key.a_port)
         } else {
             (key.a_port, key.b_port)
@@ -734,7 +739,6 @@ impl Engine {
                 if cp < 32768 && sp >= 32768 {
                     cand = Some((h, Method::Port));
                     client_is_a = !client_is_a;
-                    sp = cp;
                 }
             }
         }
@@ -793,18 +797,10 @@ impl Engine {
         // another tool on the allowed tool's port is still caught.
         if let Some((h, Method::Port | Method::Ip)) = cand {
             if h.confidence == Confidence::High {
-                let method = if self.table.flow(idx).candidate_method == Method::Ip as u8 {
-                    Method::Ip
-                } else {
-                    Method::Port
-                };
-                let d = Detection {
-                    hit: h,
-                    method,
-                    evidence: format_port(proto, sp, method, server),
-                };
-                if self.action_for(idx, &d, None).0 == Action::Block {
-                    self.decide(ts_ns, idx, Some(d), None);
+                if let Some(d) = candidate(self.table.flow(idx)) {
+                    if self.action_for(idx, &d, None).0 == Action::Block {
+                        self.decide(ts_ns, idx, Some(d), None);
+                    }
                 }
             }
         }
@@ -1056,14 +1052,14 @@ impl Engine {
                         || fin_both
                         || dns_answered
                         || too_long;
-                    // (Only a pass waits: a flow decided for a tool the policy refuses is refused
-                    // at once. A weak candidate the policy lets pass, such as a catalogued port
-                    // of an allowed tool, waits like any other pass.)
                     // A detection held back until the server acknowledges (see above), and only
                     // then: the end of the budget does not decide it, since a client alone can
                     // bring that about (the same decoy again and again, past the gateway only).
                     // A server that never acknowledges keeps the flow queued, still passing.
                     let pending = slot != NO_SLOT && self.pool.get(slot).0.pending.is_some();
+                    // Otherwise only a pass waits: a flow decided for a tool the policy refuses
+                    // is refused at once. A weak candidate the policy lets pass, such as a
+                    // catalogued port of an allowed tool, waits like any other pass.
                     let go = if pending {
                         acked
                     } else {
